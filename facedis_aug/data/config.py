@@ -1,0 +1,27 @@
+"""Data section of a recipe: where the training faces come from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in procedural face world (`facedis_aug.SyntheticFaces`)."""
+
+    num_identities: int = 1000  # distinct people drawn from the world
+    pose: Literal["uniform", "casia", "fixed"] = "casia"
+    yaw_range: float = 90.0  # degrees; |yaw| never exceeds this
+    frontal_share: float = 0.85  # casia: share of images with |yaw| < frontal_yaw
+    frontal_yaw: float = 30.0  # degrees
+    fixed_yaws: list[float] = field(default_factory=lambda: [0.0])  # pose == "fixed"
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "folder"] = "synthetic"
+    path: Optional[str] = None  # folder or .zip of images when source == "folder" (or --data)
+    preprocess: Literal["none", "casia", "ffhq"] = "none"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    num_workers: int = 0  # DataLoader workers for image folders

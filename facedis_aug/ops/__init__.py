@@ -1,0 +1,22 @@
+"""Bottom layer: file I/O, image grids, logging helpers. Imports nothing else from the package."""
+from .io import (
+    atomic_write,
+    load_safetensors,
+    read_json,
+    save_image_grid,
+    save_safetensors,
+    to_uint8_image,
+    write_json,
+    JsonlLogger,
+)
+
+__all__ = [
+    "atomic_write",
+    "load_safetensors",
+    "read_json",
+    "save_image_grid",
+    "save_safetensors",
+    "to_uint8_image",
+    "write_json",
+    "JsonlLogger",
+]

@@ -1,0 +1,152 @@
+"""Crash-safe files: every write goes to a temporary file in the same folder, then `os.replace`.
+
+Weights are safetensors, metadata JSON; nothing here pickles.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside `path`; on clean exit fsync it and rename it onto `path`.
+
+    A crash (or exception) inside the block leaves `path` untouched and removes the temporary.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Write tensors atomically. Non-string metadata values are JSON-encoded (safetensors takes str->str)."""
+    from safetensors.torch import save
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
+    # safetensors refuses shared or non-contiguous storage; clone to be safe
+    blob = save({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, metadata=meta)
+    with atomic_write(path, "wb") as f:
+        f.write(blob)
+
+
+def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return (tensors, metadata); metadata values that are JSON are decoded, others kept as str."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        raw = f.metadata() or {}
+        for k in f.keys():
+            tensors[k] = f.get_tensor(k)
+    meta: dict[str, Any] = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            meta[k] = v
+    return tensors, meta
+
+
+def to_uint8_image(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """[C,H,W] or [H,W] float tensor -> [H,W,3] uint8 array (greyscale repeated to RGB)."""
+    lo, hi = value_range
+    x = x.detach().float().cpu()
+    if x.ndim == 2:
+        x = x[None]
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    x = ((x - lo) / (hi - lo)).clamp(0, 1)
+    return (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_image_grid(
+    images: torch.Tensor,
+    path: str | os.PathLike,
+    nrow: int | None = None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    pad: int = 2,
+) -> np.ndarray:
+    """Save images [N, C, H, W] (C = 1 or 3) as a PNG grid, `nrow` images per row. Returns the grid."""
+    from PIL import Image
+
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be [N, 1|3, H, W], got {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    nrow = nrow or int(math.ceil(math.sqrt(n)))
+    ncol_rows = int(math.ceil(n / nrow))
+    grid = np.full((ncol_rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y : y + h, x : x + w] = to_uint8_image(images[i], value_range)
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(grid).save(f, format="PNG")
+    return grid
+
+
+class JsonlLogger:
+    """Append one JSON object per line (e.g. `stats.jsonl`). Each line is flushed on write, so a
+    crash loses at most the line being written."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, **record: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path) as f:
+            return [json.loads(line) for line in f if line.strip()]
