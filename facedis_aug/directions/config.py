@@ -2,8 +2,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 
 @dataclass
 class DirectionsConfig:
     num_pairs: int = 1024  # N pairs (w1, w0) for Eq. 2-3; must exceed the latent size d
+    num_samples: int = 4096  # samples w = F(z) for sigma_w, the std of w.v stored with each direction (Eq. 4)
+    jacobian_pairs: int = 1024  # pairs for the per-pixel regression that gives J* [S, d] (Sec. 3.5); must exceed d
+    P: int = 200  # number of localized components in Eq. 5 (paper Sec. 4: P = 200)
+    alpha: float = 1.0  # L1 weight on U in Eq. 5 (paper: FFHQ 1, CASIA 5)
+    beta: float = 1.0  # off-diagonal orthogonality weight on V in Eq. 5 (paper: FFHQ 1, CASIA 10)
+    solver: Literal["fast", "adam"] = "fast"  # 'adam' = the paper's solver; 'fast' = alternating minimisation (ours)
+    iterations: Optional[int] = None  # solver iterations; null = the solver's default (adam: 500k as in the paper; fast: 300 outer)
+    lr: float = 1e-4  # Adam learning rate for solver='adam' (paper: 1e-4)
+    tol: float = 1e-7  # stop when the relative objective change per (outer) iteration falls below this
+    prune_threshold: float = 0.01  # discard component p when ||u_p|| < this (paper Sec. 4)
+    num_clusters: int = 3  # Ward clusters of the kept v_p (paper Fig. 6: background / face / around the face)
+    seed: int = 0  # seed for pair sampling and the solver's random initialisation
+
+    def __post_init__(self) -> None:
+        for name in ("num_pairs", "num_samples", "jacobian_pairs", "P", "num_clusters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"directions.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_samples < 2:
+            raise ValueError("directions.num_samples must be >= 2 (a standard deviation needs two samples)")
+        for name in ("alpha", "beta", "prune_threshold", "tol"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"directions.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"directions.lr must be > 0, got {self.lr}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"directions.iterations must be >= 1 or null, got {self.iterations}")

@@ -1,0 +1,41 @@
+"""facedis-aug: unsupervised linear-encoded facial semantics (Zheng et al., CVPR 2021) as a
+data-augmentation plugin for face-recognition training.
+
+Public names are imported lazily so that `import facedis_aug` stays cheap (no scipy, matplotlib or
+network construction until a name is used).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_PUBLIC = {
+    "load_recipe": "facedis_aug.recipe",
+    "Recipe": "facedis_aug.recipe",
+    "ConfigError": "facedis_aug.ops.dataconf",
+    "SyntheticFaces": "facedis_aug.data.synthetic",
+    "SyntheticWorld": "facedis_aug.data.synthetic",
+    "ImageFolderFaces": "facedis_aug.data.folder",
+    "decorrelation_loss": "facedis_aug.gan.loss",
+    "fit_directions": "facedis_aug.ops.linear",
+    "edit_latent": "facedis_aug.ops.linear",
+    "localized_directions": "facedis_aug.directions.localized",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facedis_aug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -1,0 +1,129 @@
+"""Least-squares semantic directions (paper Eq. 2-3) and latent editing along them (Eq. 4).
+
+Bottom layer: plain torch, no other package imports. Used by stage 2 (yaw re-estimation for the
+Sec. 3.4 augmentation) and stage 3 (the 14 univariate semantics and the per-pixel Jacobian).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "fit_directions",
+    "fit_directions_with_r2",
+    "edit_latent",
+    "unit_direction",
+    "projection_std",
+]
+
+# |‖v‖ - 1| above this is a caller bug (a raw gradient passed where a unit direction is expected).
+_UNIT_TOL = 1e-3
+
+
+def _check_regression_inputs(delta_w: Tensor, delta_y: Tensor) -> None:
+    if not isinstance(delta_w, Tensor) or not isinstance(delta_y, Tensor):
+        raise TypeError("fit_directions: delta_w and delta_y must be torch tensors")
+    if delta_w.ndim != 2:
+        raise ValueError(f"fit_directions: delta_w must be [N, d], got shape {tuple(delta_w.shape)}")
+    if delta_y.ndim != 2:
+        raise ValueError(
+            f"fit_directions: delta_y must be [N, k] (use delta_y[:, None] for one semantic), got shape {tuple(delta_y.shape)}"
+        )
+    n, d = delta_w.shape
+    if delta_y.shape[0] != n:
+        raise ValueError(f"fit_directions: delta_w has {n} rows but delta_y has {delta_y.shape[0]}")
+    if n <= d:
+        raise ValueError(
+            f"fit_directions: need more pairs than latent dimensions (N > d, paper Eq. 3); got N={n}, d={d}"
+        )
+    if not (torch.isfinite(delta_w).all() and torch.isfinite(delta_y).all()):
+        raise ValueError("fit_directions: delta_w / delta_y contain NaN or Inf")
+
+
+def fit_directions_with_r2(delta_w: Tensor, delta_y: Tensor) -> tuple[Tensor, Tensor]:
+    """Least-squares gradients of Eq. 2-3 and their coefficient of determination.
+
+    delta_w: [N, d] latent differences w1 - w0; delta_y: [N, k] semantic differences (k semantics).
+    Returns (grads [k, d], r2 [k]) in delta_w's floating dtype. grads[j] minimises
+    ||delta_y[:, j] - delta_w @ g||^2; it is NOT normalised (see `unit_direction`).
+    r2[j] = 1 - SS_res / SS_tot with SS_tot about the mean of delta_y[:, j] (the usual centred
+    R^2, so it can be negative for a useless fit); NaN where delta_y[:, j] is constant.
+    Solved in float64 by a QR-based least-squares routine, never by forming an inverse: the
+    normal-equation inverse of Eq. 3 squares the condition number of delta_w.
+    """
+    _check_regression_inputs(delta_w, delta_y)
+    out_dtype = delta_w.dtype if delta_w.is_floating_point() else torch.get_default_dtype()
+    a = delta_w.detach().to(torch.float64)
+    b = delta_y.detach().to(a.device, torch.float64)
+    # QR (Householder) least squares: stable, and the only well-posed answer for N > d full rank.
+    q, r = torch.linalg.qr(a, mode="reduced")  # q [N, d], r [d, d]
+    diag = r.diagonal().abs()
+    if diag.min() <= diag.max() * (a.shape[1] * torch.finfo(torch.float64).eps) * 10 or diag.max() == 0:
+        raise ValueError(
+            "fit_directions: delta_w is rank deficient (some latent directions never vary across the pairs); "
+            "sample more / more diverse pairs"
+        )
+    x = torch.linalg.solve_triangular(r, q.T @ b, upper=True)  # [d, k]
+    resid = b - a @ x
+    ss_res = (resid**2).sum(0)
+    ss_tot = ((b - b.mean(0, keepdim=True)) ** 2).sum(0)
+    r2 = torch.where(ss_tot > 0, 1.0 - ss_res / ss_tot.clamp_min(1e-300), torch.full_like(ss_tot, math.nan))
+    return x.T.contiguous().to(out_dtype), r2.to(out_dtype)
+
+
+def fit_directions(delta_w: Tensor, delta_y: Tensor, return_r2: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Eq. 3 gradients [k, d] from delta_w [N, d] and delta_y [N, k]; with return_r2, (grads, r2 [k])."""
+    grads, r2 = fit_directions_with_r2(delta_w, delta_y)
+    return (grads, r2) if return_r2 else grads
+
+
+def unit_direction(g: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
+    """Split gradient(s) g [d] or [k, d] into unit direction(s) v (same shape) and norm(s) ([] or [k])."""
+    if g.ndim not in (1, 2):
+        raise ValueError(f"unit_direction: expected [d] or [k, d], got shape {tuple(g.shape)}")
+    norm = torch.linalg.vector_norm(g, dim=-1)
+    if (norm <= eps).any():
+        raise ValueError("unit_direction: a gradient has (near) zero norm; it has no direction")
+    return g / norm.unsqueeze(-1), norm
+
+
+def projection_std(w: Tensor, v: Tensor) -> float:
+    """sigma_w of Eq. 4: the sample std (N - 1 denominator) of w @ v over w [N, d], v [d]."""
+    if w.ndim != 2 or v.ndim != 1 or w.shape[1] != v.shape[0]:
+        raise ValueError(f"projection_std: expected w [N, d] and v [d], got {tuple(w.shape)} and {tuple(v.shape)}")
+    if w.shape[0] < 2:
+        raise ValueError("projection_std: need at least 2 samples for a standard deviation")
+    proj = w.detach().to(torch.float64) @ v.detach().to(w.device, torch.float64)
+    return float(proj.std(correction=1))
+
+
+def edit_latent(w: Tensor, v: Tensor, s: float | Tensor, sigma: float | Tensor) -> Tensor:
+    """Eq. 4: w' = w - (w.v) v + s * sigma * v.
+
+    w: [B, d] latents; v: [d] unit direction (raises if ||v|| is not 1 within 1e-3);
+    s: a number, a 0-d tensor or a [B] tensor (one scale per sample, in units of sigma);
+    sigma: the std of w.v over samples (a number or 0-d tensor). Returns [B, d].
+    The component of w along v is replaced, so every output has w'.v = s * sigma exactly and the
+    part of w orthogonal to v is untouched. Differentiable in all tensor arguments.
+    """
+    if w.ndim != 2:
+        raise ValueError(f"edit_latent: w must be [B, d], got shape {tuple(w.shape)}")
+    if v.ndim != 1 or v.shape[0] != w.shape[1]:
+        raise ValueError(f"edit_latent: v must be [d] = [{w.shape[1]}], got shape {tuple(v.shape)}")
+    vnorm = float(torch.linalg.vector_norm(v.detach()))
+    if not abs(vnorm - 1.0) <= _UNIT_TOL:
+        raise ValueError(f"edit_latent: v must have unit length (got ||v|| = {vnorm:.6g}); use unit_direction(g)")
+    b = w.shape[0]
+    s_t = torch.as_tensor(s, dtype=w.dtype, device=w.device)
+    if s_t.ndim == 0:
+        s_t = s_t.expand(b)
+    elif s_t.shape != (b,):
+        raise ValueError(f"edit_latent: s must be a number or [B] = [{b}], got shape {tuple(s_t.shape)}")
+    sigma_t = torch.as_tensor(sigma, dtype=w.dtype, device=w.device)
+    if sigma_t.ndim != 0:
+        raise ValueError(f"edit_latent: sigma must be a scalar, got shape {tuple(sigma_t.shape)}")
+    v = v.to(w.dtype)
+    proj = w @ v  # [B]
+    return w + (s_t * sigma_t - proj).unsqueeze(1) * v.unsqueeze(0)

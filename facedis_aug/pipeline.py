@@ -1,0 +1,172 @@
+"""The trainer: run the stages of a recipe into one run folder.
+
+    run/
+      recipe.yaml        the resolved recipe (every default filled in)
+      log.jsonl          one line per stage event (start, done, skipped, failed)
+      data_preview.png   a grid of the training faces
+      gan/ decompose/ directions/ export/   one folder per stage, each with DONE.json when finished
+
+Re-running the same command skips finished stages and lets an interrupted stage resume from its
+own checkpoints. Stages hand over files, never Python objects.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .ops.dataconf import ConfigError, to_dict
+from .ops.io import JsonlLogger, read_json, write_json, atomic_write
+from .recipe import STAGES, Recipe
+
+
+@dataclass
+class StageContext:
+    """What a stage gets: the recipe, where to write, and where earlier stages wrote."""
+
+    recipe: Recipe
+    run_dir: Path
+    device: str
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def output_of(self, stage: str, name: str) -> Path:
+        """Path of a finished earlier stage's output; a clear error if that stage has not run."""
+        path = self.run_dir / stage / name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"stage output {path} is missing: run the '{stage}' stage first (add it to run.stages)"
+            )
+        return path
+
+
+StageFn = Callable[[StageContext], dict[str, Any]]
+
+
+def _not_yet(issue: int) -> StageFn:
+    def run(ctx: StageContext) -> dict[str, Any]:
+        raise NotImplementedError(f"not implemented yet (issue {issue})")
+
+    return run
+
+
+def stage_functions() -> dict[str, StageFn]:
+    """Stage name -> function. Imported lazily so one stage's dependencies never slow another."""
+    return {
+        "gan": _not_yet(3),
+        "decompose": _not_yet(4),
+        "directions": _not_yet(5),
+        "export": _not_yet(6),
+    }
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device: '{name}' asked for but no CUDA device is available (use 'cpu' or 'auto')")
+    return name
+
+
+def _check_same_recipe(run_dir: Path, recipe: Recipe) -> None:
+    """A run folder belongs to one recipe: refuse to mix stages trained under different settings."""
+    old_path = run_dir / "recipe.yaml"
+    if not old_path.exists():
+        return
+    old = yaml.safe_load(old_path.read_text()) or {}
+    new = to_dict(recipe)
+    diffs = sorted(_diff_keys(old, new))
+    # the stage list and preview size may change between runs without invalidating results
+    diffs = [d for d in diffs if d not in ("run.stages", "run.preview_images")]
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} was made with a different recipe (differs at {', '.join(diffs[:5])}"
+            f"{' ...' if len(diffs) > 5 else ''}); use another --out"
+        )
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in set(a) | set(b):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        return out
+    return [] if a == b else [prefix]
+
+
+def write_data_preview(recipe: Recipe, path: Path) -> Path:
+    """Grid of the faces the run trains on (the synthetic world or the image folder)."""
+    import torch
+
+    from .data.stream import make_source
+    from .ops.io import save_image_grid
+
+    n = recipe.run.preview_images
+    source = make_source(recipe.data, recipe.gan.resolution, num_images=max(n, 1))
+    if hasattr(source, "batch"):
+        images, _ = source.batch(torch.arange(min(n, len(source))))
+    else:
+        images = torch.stack([source[i][0] for i in range(min(n, len(source)))])
+    save_image_grid(images, path, value_range=(0.0, 1.0))
+    return path
+
+
+def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
+    """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped' | 'not implemented'."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_recipe(run_dir, recipe)
+    with atomic_write(run_dir / "recipe.yaml", "w") as f:
+        f.write(recipe.to_yaml())
+    log = JsonlLogger(run_dir / "log.jsonl")
+    ctx = StageContext(recipe=recipe, run_dir=run_dir, device=resolve_device(recipe.run.device))
+    say = print if verbose else (lambda *a, **k: None)
+
+    preview = run_dir / "data_preview.png"
+    if not preview.exists():
+        write_data_preview(recipe, preview)
+        say(f"data preview: {preview}")
+
+    functions = stage_functions()
+    status: dict[str, str] = {}
+    for stage in STAGES:
+        if stage not in recipe.run.stages:
+            continue
+        done = run_dir / stage / "DONE.json"
+        if done.exists():
+            say(f"[{stage}] finished earlier ({done}); skipping")
+            status[stage] = "skipped"
+            log.log(event="skip", stage=stage, time=time.time())
+            continue
+        (run_dir / stage).mkdir(exist_ok=True)
+        say(f"[{stage}] starting")
+        log.log(event="start", stage=stage, time=time.time())
+        t0 = time.time()
+        try:
+            outputs = functions[stage](ctx)
+        except NotImplementedError as e:
+            say(f"[{stage}] {e}; stopping here")
+            log.log(event="not_implemented", stage=stage, message=str(e), time=time.time())
+            status[stage] = "not implemented"
+            break
+        except BaseException as e:
+            log.log(event="failed", stage=stage, error=f"{type(e).__name__}: {e}", time=time.time())
+            raise
+        seconds = time.time() - t0
+        write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs})
+        log.log(event="done", stage=stage, seconds=seconds, outputs=outputs, time=time.time())
+        say(f"[{stage}] done in {seconds:.0f} s")
+        status[stage] = "done"
+    return status
+
+
+def stage_status(run_dir: str | Path) -> dict[str, dict[str, Any] | None]:
+    """DONE.json contents (or None) for every stage of a run folder."""
+    run_dir = Path(run_dir)
+    return {s: (read_json(run_dir / s / "DONE.json") if (run_dir / s / "DONE.json").exists() else None) for s in STAGES}
