@@ -19,10 +19,18 @@ _PUBLIC = {
     "SyntheticFaces": "facedis_aug.data.synthetic",
     "SyntheticWorld": "facedis_aug.data.synthetic",
     "ImageFolderFaces": "facedis_aug.data.folder",
+    "training_batches": "facedis_aug.data.stream",
+    "make_source": "facedis_aug.data.stream",
     "decorrelation_loss": "facedis_aug.gan.loss",
     "fit_directions": "facedis_aug.ops.linear",
     "edit_latent": "facedis_aug.ops.linear",
     "localized_directions": "facedis_aug.directions.localized",
+    "Bundle": "facedis_aug.directions.bundle",
+    "BundleError": "facedis_aug.directions.bundle",
+    "write_bundle": "facedis_aug.directions.bundle",
+    "draw_strips": "facedis_aug.directions.pictures",
+    "GanMetrics": "facedis_aug.gan.metrics",
+    "MetricsConfig": "facedis_aug.gan.metrics",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -54,12 +54,18 @@ def _not_yet(issue: int) -> StageFn:
     return run
 
 
+def _directions_stage(ctx: StageContext) -> dict[str, Any]:
+    from .directions.stage import run_directions_stage
+
+    return run_directions_stage(ctx)
+
+
 def stage_functions() -> dict[str, StageFn]:
     """Stage name -> function. Imported lazily so one stage's dependencies never slow another."""
     return {
         "gan": _not_yet(3),
         "decompose": _not_yet(4),
-        "directions": _not_yet(5),
+        "directions": _directions_stage,
         "export": _not_yet(6),
     }
 

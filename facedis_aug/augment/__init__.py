@@ -1,1 +1,32 @@
-"""augment stage."""
+"""Stage 5: library use of a bundle for recognizer training.
+
+    SyntheticPoseFaces   new identities at target yaws (a torchvision-style Dataset)
+    PoseRebalanced       a real (image, label) Dataset topped up with synthetic identities at the
+                         yaws it lacks, towards a target histogram
+    PoseExtrapolate      a transform that re-renders a synthetic sample at another yaw
+                         (AlbuPoseExtrapolate: the albumentations flavour)
+
+Names are imported lazily so that `import facedis_aug.augment` loads no models or albumentations.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "SyntheticPoseFaces": "facedis_aug.augment.synthetic",
+    "YawDistribution": "facedis_aug.augment.synthetic",
+    "PoseRebalanced": "facedis_aug.augment.rebalance",
+    "PoseExtrapolate": "facedis_aug.augment.transforms",
+    "AlbuPoseExtrapolate": "facedis_aug.augment.transforms",
+    "open_bundle": "facedis_aug.augment.engine",
+    "make_tiny_bundle": "facedis_aug.augment.testing",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facedis_aug.augment' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -16,6 +16,7 @@ class SyntheticConfig:
     frontal_yaw: float = 30.0  # degrees
     fixed_yaws: list[float] = field(default_factory=lambda: [0.0])  # pose == "fixed"
     seed: int = 0
+    supersample: int = 1  # render at R*supersample and average down (anti-aliasing; 1 = fastest)
 
 
 @dataclass

@@ -19,6 +19,7 @@ class DirectionsConfig:
     tol: float = 1e-7  # stop when the relative objective change per (outer) iteration falls below this
     prune_threshold: float = 0.01  # discard component p when ||u_p|| < this (paper Sec. 4)
     num_clusters: int = 3  # Ward clusters of the kept v_p (paper Fig. 6: background / face / around the face)
+    batch_size: Optional[int] = None  # images per generate-and-decompose batch; null = 32 on CPU, 256 on CUDA
     seed: int = 0  # seed for pair sampling and the solver's random initialisation
 
     def __post_init__(self) -> None:

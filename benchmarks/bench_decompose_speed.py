@@ -1,0 +1,112 @@
+"""Stage 2 speed: time per training step at 64 px and the renderer's share of it.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_decompose_speed.py [--steps 4] [--device cpu]
+
+A step = decomposer forward, the renderer (own + flipped, and with mutual reconstruction the swapped
+pair too: 4 batches of images), losses, backward and the Adam update. The renderer's time is measured
+separately on the same shapes (forward + backward of `Renderer.reconstruct`, the depth maps of a
+decomposer at init) and reported as a share of the step. Rows: unsup3d's widths at batch 16, and the
+narrow widths proposed for the tiny CPU recipe. On a shared CPU the wall time depends on what else
+runs; CPU time (process) is given beside it and the load average is written in the notes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+
+from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss  # noqa: E402
+
+# narrow widths for CPU recipes (a proposal for recipes/tiny.yaml's decompose section)
+TINY = dict(channels=16, bottleneck=64, head_channels=8, conf_channels=8, conf_bottleneck=32)
+
+
+def _time(fn, steps: int, device: str) -> tuple[float, float]:
+    """Mean (wall, process) seconds of fn() over `steps` calls."""
+    wall = cpu = 0.0
+    for _ in range(steps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+    return wall / steps, cpu / steps
+
+
+def measure(name: str, cfg: DecomposeConfig, steps: int, device: str) -> dict:
+    torch.manual_seed(0)
+    model = Decomposer(cfg).to(device)
+    renderer = Renderer(cfg.image_size, cfg.fov).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    x = torch.rand(cfg.batch, 3, cfg.image_size, cfg.image_size, device=device) * 2 - 1
+
+    def step():
+        out = decomposition_loss(cfg, model, renderer, x)
+        opt.zero_grad(set_to_none=True)
+        out.total.backward()
+        opt.step()
+
+    with torch.no_grad():
+        d = model(x)
+    n_render = 2 if cfg.mutual else 1  # calls of 2B images (own + flipped), per mutual branch
+
+    def render():
+        for _ in range(n_render):
+            alb = torch.cat([d.albedo, d.albedo.flip(3)]).requires_grad_()
+            dep = torch.cat([d.depth, d.depth.flip(2)]).requires_grad_()
+            light, view = d.light.repeat(2, 1).requires_grad_(), d.view.repeat(2, 1).requires_grad_()
+            out = renderer.reconstruct(alb, dep, light, view)
+            (out.image * out.mask[:, None]).sum().backward()
+
+    step()  # warm-up
+    render()
+    step_wall, step_cpu = _time(step, steps, device)
+    render_wall, render_cpu = _time(render, steps, device)
+    return {
+        "setting": name,
+        "batch": cfg.batch,
+        "px": cfg.image_size,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "mutual": cfg.mutual,
+        "step_s": step_wall,
+        "step_cpu_s": step_cpu,
+        "render_fwd_bwd_s": render_wall,
+        "render_share": render_wall / step_wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tiny-batch", type=int, default=16)
+    args = ap.parse_args()
+    rows = [
+        measure("unsup3d widths", DecomposeConfig(batch=16, perceptual_weight=0.0), args.steps, args.device),
+        measure("unsup3d widths, no mutual", DecomposeConfig(batch=16, perceptual_weight=0.0, mutual=False), args.steps, args.device),
+        measure("tiny widths " + ",".join(f"{k}={v}" for k, v in TINY.items()),
+                DecomposeConfig(batch=args.tiny_batch, perceptual_weight=0.0, **TINY), args.steps, args.device),
+    ]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("n/a",)
+    notes = (
+        f"Mean of {args.steps} steps after one warm-up, device {args.device}, {torch.get_num_threads()} torch threads. "
+        "No perceptual loss (no local VGG16 weights). The renderer column is its forward + backward on the same "
+        "shapes (2B images per call, 2 calls with mutual reconstruction), measured separately. "
+        f"The CPU is shared with other jobs: 1/5/15-min load average at the end {tuple(round(x, 2) for x in load)}; "
+        "wall times on a loaded machine overstate the cost, step_cpu_s is the process CPU time."
+    )
+    write_results("decompose_speed", rows, "Stage 2 (decompose) time per training step at 64 px", notes=notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Stage 1 speed: training s/step (amortised over the lazy regularisers) and generator images/s.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_gan.py [--quick] [--device cpu|cuda]
+
+Each configuration trains a few steps through the real `train_gan` (random-disc data) with
+R1 every 2 and path length every 3 steps, so that one short run holds a plain step, an R1 step
+and a path-length step; the amortised cost at the default intervals (R1 16, PL 4) is
+    t_plain + (t_r1 - t_plain) / 16 + (t_pl - t_plain) / 4.
+Step 0 (warm-up) is discarded. The CPU may be shared: the load average is written with the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import write_results  # noqa: E402
+from facedis_aug.gan.config import GanConfig  # noqa: E402
+from facedis_aug.gan.networks import generate, load_generator  # noqa: E402
+from facedis_aug.gan.train import train_gan  # noqa: E402
+
+# name -> (config, training steps incl. warm-up, inference batch)
+CONFIGS = {
+    "tiny-32 (64-128 ch, z=w=128)": (GanConfig(resolution=32, z_dim=128, w_dim=128, channel_base=2048, channel_max=128, batch=16, decorr_samples=256), 8, 64),
+    "32 (128 ch, z=w=512)": (GanConfig(resolution=32, channel_base=4096, channel_max=128, batch=16, decorr_samples=1024), 8, 64),
+    "64 (64-128 ch, z=w=256)": (GanConfig(resolution=64, z_dim=256, w_dim=256, channel_base=4096, channel_max=128, batch=16, decorr_samples=512), 4, 32),
+    "128 paper CASIA (128-512 ch)": (GanConfig(resolution=128, channel_base=16384, channel_max=512, batch=8), 4, 8),
+    "256 paper FFHQ (64-512 ch)": (GanConfig(resolution=256, channel_base=16384, channel_max=512, batch=4), 4, 4),
+}
+
+
+def discs(batch: int, res: int):
+    def make(start: int, rank: int, world: int):
+        step = start
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, res), torch.linspace(-1, 1, res), indexing="ij")
+        while True:
+            g = torch.Generator().manual_seed(step)
+            c, r = torch.rand(batch, 2, generator=g) - 0.5, torch.rand(batch, generator=g) * 0.3 + 0.2
+            m = (((xx - c[:, 0, None, None]) ** 2 + (yy - c[:, 1, None, None]) ** 2) < r[:, None, None] ** 2).float()[:, None]
+            yield (torch.rand(batch, 3, 1, 1, generator=g) * 2 - 1) * m - 0.5 * (1 - m)
+            step += 1
+
+    return make
+
+
+def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) -> dict:
+    cfg = replace(cfg, kimg=steps * cfg.batch / 1000, r1_interval=2, pl_interval=3, log_kimg=cfg.batch / 1000,
+                  snapshot_kimg=1e6, checkpoint_kimg=1e6, snapshot_images=4)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = train_gan(cfg, discs(cfg.batch, cfg.resolution), tmp, seed=0, device=device)
+        lines = [json.loads(x) for x in (Path(tmp) / "stats.jsonl").read_text().splitlines()]
+        t = {rec["step"] - 1: rec["s_per_step"] for rec in lines if "s_per_step" in rec}  # keyed by step index
+        G = load_generator(path, device=device)
+    plain = statistics.median([t[s] for s in t if s > 0 and s % 2 and s % 3])
+    r1 = statistics.median([t[s] for s in t if s > 0 and s % 2 == 0 and s % 3])
+    pl = statistics.median([t[s] for s in t if s > 0 and s % 3 == 0 and s % 2])
+    amortised = plain + (r1 - plain) / 16 + (pl - plain) / 4
+    with torch.no_grad():
+        generate(G, seeds=range(infer_batch))  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while n < 2 or time.perf_counter() - t0 < 3.0:
+            generate(G, seeds=range(n * infer_batch, (n + 1) * infer_batch))
+            n += 1
+        ips = n * infer_batch / (time.perf_counter() - t0)
+    return {
+        "config": name, "res": cfg.resolution, "batch": cfg.batch, "G_params_M": sum(p.numel() for p in G.parameters()) / 1e6,
+        "s_per_step_plain": plain, "s_per_step_r1": r1, "s_per_step_pl": pl, "s_per_step_amortised": amortised,
+        "train_img_per_s": cfg.batch / amortised, "infer_img_per_s": ips,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="only the 32 and 64 px configurations")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default=None, help="comma-separated resolutions to run, e.g. 32,64")
+    args = ap.parse_args()
+    only = {int(r) for r in args.only.split(",")} if args.only else None
+    load0 = os.getloadavg()
+    rows = []
+    for name, (cfg, steps, ib) in CONFIGS.items():
+        if (args.quick and cfg.resolution > 64) or (only and cfg.resolution not in only):
+            continue
+        rows.append(bench(name, cfg, steps, ib, args.device))
+        print(rows[-1], flush=True)
+        _write(rows, load0, os.getloadavg(), args.device, "gan_speed" + ("_" + "_".join(map(str, sorted(only))) if only else ""))  # after every row: a killed run keeps what it measured
+
+
+def _write(rows: list[dict], load0, load1, device: str, name: str) -> None:
+    notes = (
+        f"Device: {device}, fp32. Amortised = plain + (R1 step - plain)/16 + (PL step - plain)/4, medians of a few steps "
+        f"after one warm-up step, decorrelation loss on. Load average before/after: {load0[0]:.1f} / {load1[0]:.1f} "
+        f"on {os.cpu_count()} cores: the CPU was shared with other jobs, so these are upper bounds. "
+        "Reference (DESIGN.md): stylegan2-ada pure-PyTorch path, 2 threads, batch 16: 0.88 s/step at 32 px / 128 ch."
+    )
+    write_results(name, rows, "Stage 1 (StyleGAN2) training and inference speed", notes=notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""What the augmentation Datasets and transforms share: opening a bundle strictly, and a per-process
+rendering engine (PyTorch or ONNX Runtime) that is created lazily and never crosses a fork.
+
+    spec = open_bundle("bundle/", backend="onnx")    # validates now, in the main process
+    engine = Engine(spec)                            # cheap; loads models on first use
+    images = engine.render(w)                        # w [B, d] -> [B, 3, R, R] in [-1, 1], CPU
+    yaw_pitch_roll = engine.view(images)             # [B, 3] degrees
+
+Pickling an Engine (DataLoader workers with spawn) drops its models; a forked worker notices the
+new process id and loads its own. So each worker holds exactly one generator / inference session.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..directions.bundle import Bundle, BundleError
+from ..ops.linear import edit_latent
+
+Backend = Literal["torch", "onnx"]
+BACKENDS = ("torch", "onnx")
+VIEW_HEAD_FILE = "view_head.onnx"
+GENERATOR_ONNX = "generator.onnx"
+# the light semantics of the bundle (paper Sec. 4.3), edited when lighting augmentation is on
+LIGHT_SEMANTICS = ("ambient_r", "ambient_g", "ambient_b", "diffuse_r", "diffuse_g", "diffuse_b", "light_x", "light_y")
+DEFAULT_YAW_LIMIT = 90.0  # |yaw| of "uniform" when the bundle's recipe does not say (decompose.rot_range)
+
+
+@dataclass
+class BundleSpec:
+    """The validated, picklable facts about a bundle the augmenters need (no models)."""
+
+    path: Path
+    backend: str
+    device: str
+    directions: dict[str, Tensor]
+    sigma: dict[str, float]
+    calibration: dict[str, tuple[float, float]]  # name -> (intercept, units_per_sigma)
+    generator: dict[str, Any]  # GeneratorConfig as stored in generator.safetensors
+    view_size: int  # the decomposer's (view head's) input side in pixels
+    yaw_limit: float
+    decomposer_sha256: str
+    files: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.generator["resolution"])
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.generator["w_dim"])
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.generator["z_dim"])
+
+    def yaw_to_s(self, deg: np.ndarray | float) -> np.ndarray | float:
+        """Edit scale s along v_yaw that gives `deg` degrees (the bundle's linear calibration)."""
+        c, k = self.calibration["yaw"]
+        return (np.asarray(deg, dtype=np.float64) - c) / k
+
+    def s_to_yaw(self, s: np.ndarray | float) -> np.ndarray | float:
+        c, k = self.calibration["yaw"]
+        return c + k * np.asarray(s, dtype=np.float64)
+
+    def light_names(self) -> list[str]:
+        return [n for n in LIGHT_SEMANTICS if n in self.directions]
+
+    def edit(self, w: Tensor, name: str, s: Tensor) -> Tensor:
+        """Eq. 4 along a named direction: w [B, d], s [B] (units of sigma) -> w' [B, d]."""
+        return edit_latent(w, self.directions[name].to(w.device, w.dtype), s.to(w.dtype), self.sigma[name])
+
+
+def _stored_config(path: Path, key: str) -> dict[str, Any]:
+    """The JSON configuration stored under `key` in a safetensors header (no weights read)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        value = json.loads(meta[key])
+        if not isinstance(value, dict):
+            raise TypeError(f"'{key}' is not a table")
+        return value
+    except Exception as e:  # corrupt header, missing metadata: name the file, one line
+        raise BundleError(f"{path}: no '{key}' configuration in its metadata ({type(e).__name__}: {e})") from None
+
+
+def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = "torch", device: str = "cpu") -> BundleSpec:
+    """Load and verify a bundle (path or `Bundle`) for augmentation; raise `BundleError` in one line
+    when it cannot serve `backend` (missing ONNX files, no calibrated yaw direction)."""
+    if isinstance(bundle, BundleSpec):
+        if bundle.backend != backend or bundle.device != device:
+            return open_bundle(bundle.path, backend, device)
+        return bundle
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    listed = b.manifest["files"]
+    if backend == "onnx":
+        if GENERATOR_ONNX not in listed:
+            raise BundleError(f"{b.path / GENERATOR_ONNX}: backend='onnx' needs it; run `facedis-aug export {b.path}`")
+    dirs = b.directions
+    if "yaw" not in dirs:
+        raise BundleError(f"{b.path / 'directions.json'}: no 'yaw' direction; this bundle cannot pose faces")
+    calibration = {}
+    for name, entry in b.info["directions"].items():
+        if name in dirs and entry.get("kind", "univariate") == "univariate" and "units_per_sigma" in entry:
+            k = float(entry["units_per_sigma"])
+            if k != 0.0 and np.isfinite(k):
+                calibration[name] = (float(entry.get("intercept", 0.0)), k)
+    if "yaw" not in calibration:
+        raise BundleError(f"{b.path / 'directions.json'}: the 'yaw' direction has no degrees calibration (units_per_sigma)")
+    recipe = b.recipe or {}
+    yaw_limit = float(((recipe.get("decompose") or {}).get("rot_range")) or DEFAULT_YAW_LIMIT)
+    return BundleSpec(
+        path=b.path,
+        backend=backend,
+        device=device,
+        directions=dirs,
+        sigma={n: b.sigma(n) for n in dirs},
+        calibration=calibration,
+        generator=_stored_config(b.path / "generator.safetensors", "generator"),
+        view_size=int(_stored_config(b.path / "decomposer.safetensors", "config").get("image_size", 64)),
+        yaw_limit=yaw_limit,
+        decomposer_sha256=str(listed["decomposer.safetensors"]["sha256"]),
+        files=dict(listed),
+    )
+
+
+class Engine:
+    """Per-process models of a bundle. `render` / `mapping` / `view` load what they need on first use."""
+
+    def __init__(self, spec: BundleSpec, threads: int | None = None):
+        self.spec = spec
+        self.threads = threads
+        self._pid: int | None = None
+        self._models: dict[str, Any] = {}
+
+    def _get(self, name: str) -> Any:
+        if self._pid != os.getpid():  # a forked child: build its own models, never use the parent's
+            self._models = {}
+            self._pid = os.getpid()
+        if name not in self._models:
+            self._models[name] = self._load(name)
+        return self._models[name]
+
+    def _load(self, name: str) -> Any:
+        spec = self.spec
+        if name == "bundle":
+            # files were verified by open_bundle in the parent; re-hashing per worker is skipped
+            return Bundle.load(spec.path, device=spec.device, verify=False)
+        if name == "generator":
+            return self._get("bundle").generator
+        if name == "decomposer":
+            return self._get("bundle").decomposer
+        if name == "onnx_generator":
+            from ..export.onnx import OnnxGenerator
+
+            gen = OnnxGenerator(spec.path / GENERATOR_ONNX, device=spec.device, threads=self.threads)
+            if gen.w_dim != spec.w_dim:
+                raise BundleError(f"{gen.path}: takes w of size {gen.w_dim}, the generator has {spec.w_dim}")
+            if len(gen.input_names) > 1:
+                raise BundleError(f"{gen.path}: exported with noise inputs; the Datasets need noise='const'")
+            return gen
+        if name == "onnx_view":
+            from ..export.onnx import OnnxViewHead
+
+            if VIEW_HEAD_FILE not in spec.files:
+                raise BundleError(f"{spec.path / VIEW_HEAD_FILE}: backend='onnx' needs it for yaw estimation; run `facedis-aug export {spec.path}`")
+            return OnnxViewHead(spec.path / VIEW_HEAD_FILE, device=spec.device, threads=self.threads)
+        raise KeyError(name)
+
+    @torch.no_grad()
+    def mapping(self, z: Tensor) -> Tensor:
+        """z [B, z_dim] -> w [B, w_dim] on the CPU (always PyTorch: the mapping is a few small matmuls)."""
+        G = self._get("generator")
+        return G.mapping(z.to(self.spec.device)).float().cpu()
+
+    @torch.no_grad()
+    def render(self, w: Tensor) -> Tensor:
+        """w [B, d] -> images [B, 3, R, R] in ~[-1, 1], float32 CPU, fixed (const) noise."""
+        if w.ndim != 2 or w.shape[1] != self.spec.w_dim:
+            raise ValueError(f"w must be [B, {self.spec.w_dim}], got {tuple(w.shape)}")
+        if self.spec.backend == "onnx":
+            return self._get("onnx_generator")(w)
+        G = self._get("generator")
+        return G.synthesis(w.to(self.spec.device, torch.float32), noise_mode="const").float().cpu()
+
+    @torch.no_grad()
+    def view(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [-1, 1] -> [B, 3] (yaw, pitch, roll) degrees, CPU."""
+        from ..export.onnx import ViewHead, resize_to
+
+        if self.spec.backend == "onnx":
+            return self._get("onnx_view")(images)
+        head = ViewHead(self._get("decomposer"))
+        x = resize_to(images.float(), head.image_size).to(self.spec.device)
+        return head(x).float().cpu()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "threads": self.threads, "_pid": None, "_models": {}}
+
+    def __repr__(self) -> str:
+        return f"Engine({str(self.spec.path)!r}, backend={self.spec.backend!r})"
+
+
+def identity_seed(seed: int, k: int) -> int:
+    """A 63-bit seed for identity k of a dataset seeded with `seed` (distinct streams per pair)."""
+    return int(np.random.SeedSequence([int(seed), int(k), 0x1D]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def identity_z(seed: int, ks: np.ndarray | list[int], z_dim: int) -> Tensor:
+    """z [len(ks), z_dim] for identities ks: each from its own seeded torch.Generator."""
+    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(identity_seed(seed, int(k)))) for k in ks])
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """Model range [-1, 1] -> Dataset range [0, 1], clamped."""
+    return ((images + 1.0) * 0.5).clamp_(0.0, 1.0)

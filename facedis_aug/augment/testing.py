@@ -1,0 +1,91 @@
+"""A tiny bundle with random networks and planted directions, for tests, benchmarks and demos.
+
+    path = make_tiny_bundle(tmp_path / "bundle", onnx=True)
+
+The networks are untrained (random weights): images are texture, not faces, and the view head's
+yaw is meaningless but deterministic. The directions are planted: random unit vectors with the
+sigma measured on the generator's own w, and a yaw calibration of `deg_per_sigma` degrees per
+unit of s with intercept 0, so tests know the exact answer (w'.v_yaw = yaw / deg_per_sigma * sigma).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..ops.io import save_safetensors, write_json
+from ..ops.linear import projection_std
+
+LIGHTS = ("ambient_r", "diffuse_r", "light_x")  # a few light directions for the lighting option
+
+
+def tiny_generator(resolution: int = 32, w_dim: int = 32, channels: int = 32, seed: int = 0) -> Any:
+    from ..gan.networks import Generator, GeneratorConfig
+
+    torch.manual_seed(seed)
+    G = Generator(GeneratorConfig(resolution=resolution, z_dim=w_dim, w_dim=w_dim, mapping_layers=2,
+                                  channel_base=channels * resolution, channel_max=channels))  # fmt: skip
+    with torch.no_grad():
+        for m in G.synthesis.modules():  # untrained G has zero noise strength; make noise matter
+            if hasattr(m, "noise_strength"):
+                m.noise_strength.fill_(0.3)
+    return G.eval().requires_grad_(False)
+
+
+def tiny_decomposer(image_size: int = 32, seed: int = 0) -> Any:
+    from ..decompose.config import DecomposeConfig
+    from ..decompose.model import Decomposer
+
+    torch.manual_seed(seed)
+    cfg = DecomposeConfig(image_size=image_size, channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=16)
+    return Decomposer(cfg).eval().requires_grad_(False)
+
+
+def make_tiny_bundle(
+    out_dir: str | os.PathLike,
+    resolution: int = 32,
+    w_dim: int = 32,
+    channels: int = 32,
+    deg_per_sigma: float = 30.0,
+    rot_range: float = 90.0,
+    onnx: bool = False,
+    exporter: str = "torchscript",
+    seed: int = 0,
+) -> Path:
+    """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir."""
+    from ..decompose.model import save_decomposer
+    from ..directions.bundle import write_bundle
+    from ..gan.networks import generator_metadata
+
+    out_dir = Path(out_dir)
+    G = tiny_generator(resolution, w_dim, channels, seed)
+    D = tiny_decomposer(32 if resolution <= 64 else 64, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        w = G.mapping(torch.randn(256, G.z_dim, generator=g))
+    names = ("yaw", "pitch", *LIGHTS, "local_000")
+    vecs = torch.linalg.qr(torch.randn(w_dim, len(names), generator=g))[0].T  # orthonormal rows
+    entries: dict[str, Any] = {}
+    for name, v in zip(names, vecs):
+        e: dict[str, Any] = {"kind": "local" if name.startswith("local") else "univariate", "sigma": projection_std(w, v)}
+        if e["kind"] == "univariate":
+            e.update(intercept=0.0, units_per_sigma=deg_per_sigma if name in ("yaw", "pitch") else 1.0, r2=1.0)
+        entries[name] = e
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        save_safetensors(t / "g.safetensors", G.state_dict(), generator_metadata(G))
+        save_decomposer(D, t / "d.safetensors")
+        save_safetensors(t / "dirs.safetensors", dict(zip(names, vecs.contiguous())))
+        write_json(t / "dirs.json", {"directions": entries})
+        sources = {"generator.safetensors": t / "g.safetensors", "decomposer.safetensors": t / "d.safetensors",
+                   "directions.safetensors": t / "dirs.safetensors", "directions.json": t / "dirs.json"}  # fmt: skip
+        write_bundle(sources, out_dir, recipe={"decompose": {"rot_range": rot_range}, "note": "tiny random test bundle"})
+    if onnx:
+        from ..export.config import ExportConfig
+        from ..export.stage import export_bundle_onnx
+
+        export_bundle_onnx(out_dir, ExportConfig(exporter=exporter))  # type: ignore[arg-type]
+    return out_dir

@@ -1,0 +1,94 @@
+"""`facedis-aug`: commands on a bundle folder.
+
+    facedis-aug info BUNDLE                  verify the bundle and print what it holds
+    facedis-aug export BUNDLE [--exporter torchscript]   add generator.onnx + view_head.onnx
+    facedis-aug draw BUNDLE --seed 3 [--out DIR]         manipulation strips as PNGs
+
+Errors (a bad bundle, a missing package) are one line on stderr and exit code 2;
+FACEDIS_DEBUG=1 shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facedis-aug", description="Work with a facedis-aug bundle (the folder the export stage writes).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{info,export,draw}")
+    info = sub.add_parser("info", help="verify a bundle and print its contents")
+    info.add_argument("bundle")
+    ex = sub.add_parser("export", help="add generator.onnx and view_head.onnx to a bundle (checked against PyTorch)")
+    ex.add_argument("bundle")
+    ex.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                    help="torch ONNX exporter (dynamo: default, ~15 s per model on a small CPU; torchscript: legacy, fast)")  # fmt: skip
+    ex.add_argument("--opset", type=int, default=18)
+    ex.add_argument("--noise", choices=["const", "input", "none"], default="const")
+    ex.add_argument("--no-view-head", action="store_true", help="export the generator only")
+    dr = sub.add_parser("draw", help="draw manipulation strips for one seed")
+    dr.add_argument("bundle")
+    dr.add_argument("--seed", type=int, required=True)
+    dr.add_argument("--out", default=None, help="output folder (default: BUNDLE/../strips)")
+    return p
+
+
+def _info(path: str) -> str:
+    from .directions.bundle import Bundle
+
+    b = Bundle.load(path)
+    m = b.manifest
+    lines = [f"bundle {b.path}  (format {m['format']} v{m['format_version']}, facedis_aug {m.get('facedis_aug_version')}, created {m.get('created')})"]
+    for name, entry in m["files"].items():
+        lines.append(f"  {name:<26} {entry['bytes'] / 1e6:8.2f} MB  sha256 {entry['sha256'][:12]}")
+    kinds: dict[str, list[str]] = {}
+    for name in b.directions:
+        kinds.setdefault(b.kind(name), []).append(name)
+    for kind, names in kinds.items():
+        lines.append(f"  {kind} directions ({len(names)}): {', '.join(names)}")
+    if "yaw" in b.directions:
+        try:
+            lines.append(f"  yaw calibration: s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
+        except KeyError:
+            lines.append("  yaw calibration: missing")
+    lines.append(f"  ONNX: generator {'yes' if 'generator.onnx' in m['files'] else 'no'}, view head {'yes' if 'view_head.onnx' in m['files'] else 'no'}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> Any:
+    if args.command == "info":
+        print(_info(args.bundle))
+    elif args.command == "export":
+        from .export.config import ExportConfig
+        from .export.stage import export_bundle_onnx
+
+        cfg = ExportConfig(exporter=args.exporter, opset=args.opset, noise=args.noise, view_head=not args.no_view_head)
+        report = export_bundle_onnx(args.bundle, cfg)
+        for name, diff in report["max_abs_diff"].items():
+            print(f"{name}: max |ONNX Runtime - PyTorch| = {diff:.3g} ({report['seconds'][name]} s)")
+        print(f"bundle {args.bundle}: manifest updated")
+    elif args.command == "draw":
+        from .directions.pictures import draw_strips
+
+        out = Path(args.out) if args.out else Path(args.bundle).resolve().parent / "strips"
+        for p in draw_strips(args.bundle, args.seed, out):
+            print(p)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError) as e:
+        if os.environ.get("FACEDIS_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Stage 2 losses: confidence-weighted photometric L1, optional VGG16 perceptual loss, the flip
+(symmetry) branch, and mutual reconstruction (paper Sec. 3.2).
+
+    total = (1 - eps) * L_recon(own albedo, depth) + eps * L~_recon(partner's albedo, depth)
+
+with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d.
+The paper swaps with probability eps; we use its expectation, the weighted sum, which is what the
+paper's overall loss writes and has lower variance.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import load_safetensors
+from .config import DecomposeConfig
+from .model import Decomposer, Decomposition
+from .renderer import Rendered, Renderer
+
+EPS = 1e-7
+
+
+def _masked_mean(loss: Tensor, mask: Tensor) -> Tensor:
+    """Mean of loss [B, C, h, w] over pixels where mask [B, 1, h, w] is set (all channels)."""
+    mask = mask.to(loss.dtype).expand_as(loss)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def photometric_l1(recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor) -> Tensor:
+    """unsup3d's confidence-weighted L1: mean over valid pixels of |diff| * sqrt(2) / sigma + log sigma.
+
+    recon, target [B, 3, H, W]; sigma [B, 1, H, W] > 0; mask [B, H, W] bool (valid depth)."""
+    if recon.shape != target.shape or sigma.shape[1] != 1 or mask.shape != recon.shape[:1] + recon.shape[2:]:
+        raise ValueError(f"shapes: recon {tuple(recon.shape)}, target {tuple(target.shape)}, sigma {tuple(sigma.shape)}, mask {tuple(mask.shape)}")
+    loss = (recon - target).abs() * math.sqrt(2.0) / (sigma + EPS) + torch.log(sigma + EPS)
+    return _masked_mean(loss, mask[:, None])
+
+
+def vgg16_relu3_3() -> nn.Sequential:
+    """torchvision's vgg16().features[:16] (same layer indices, so its state-dict keys load), built
+    without the 120M-parameter classifier."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for c in (64, 64, "M", 128, 128, "M", 256, 256, 256):
+        if c == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, c, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = c
+    return nn.Sequential(*layers)
+
+
+class PerceptualLoss(nn.Module):
+    """VGG16 relu3_3 perceptual loss with a confidence map (unsup3d): diff^2 / (2 sigma^2) + log sigma.
+
+    Weights come from a LOCAL file only (a torchvision vgg16 state dict, .safetensors or .pth read with
+    weights_only=True; keys "features.N.*" or "N.*"); nothing is ever downloaded. `available` is False
+    (and one line says so) when no file is given or it is missing."""
+
+    def __init__(self, weights: Optional[str | os.PathLike]):
+        super().__init__()
+        self.available = False
+        self.features: Optional[nn.Module] = None
+        if not weights or not Path(weights).is_file():
+            where = f"not found at {weights}" if weights else "not configured (decompose.vgg_weights)"
+            print(f"perceptual loss skipped: VGG16 weights {where}; they are never downloaded")
+            return
+        features = vgg16_relu3_3()
+        path = Path(weights)
+        if path.suffix == ".safetensors":
+            state, _ = load_safetensors(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k[len("features."):] if k.startswith("features.") else k: v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 16}
+        features.load_state_dict(state, strict=True)
+        for p in features.parameters():
+            p.requires_grad_(False)
+        self.features = features.eval()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.available = True
+
+    def forward(self, recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor) -> Tensor:
+        """recon, target [B, 3, H, W] in [-1, 1]; sigma [B, 1, H/4, W/4]; mask [B, H, W] bool."""
+        if not self.available:
+            raise RuntimeError("perceptual loss is not available (no VGG16 weights)")
+        x = torch.cat([recon, target], 0)
+        f = self.features(((x + 1) / 2 - self.mean) / self.std)
+        f1, f2 = f.chunk(2, 0)
+        # a feature cell counts only if all the pixels under it are valid
+        m = F.adaptive_avg_pool2d(mask[:, None].to(f.dtype), f.shape[-2:]) > 0.99
+        if sigma.shape[-2:] != f.shape[-2:]:
+            raise ValueError(f"sigma {tuple(sigma.shape)} does not match VGG features {tuple(f.shape)}")
+        loss = (f1 - f2) ** 2 / (2 * sigma**2 + EPS) + torch.log(sigma + EPS)
+        return _masked_mean(loss, m)
+
+
+@dataclass
+class StepOutput:
+    total: Tensor  # scalar to minimise
+    terms: dict[str, float]  # logged components
+    decomposition: Decomposition
+    recon: Tensor  # [B, 3, S, S] own reconstruction (for snapshots)
+    mask: Tensor  # [B, S, S] its valid mask
+
+
+def partners_of(x: Tensor) -> Tensor:
+    """The partner of image i is image i - 1 of the batch (a roll): every image has a different one."""
+    return torch.roll(x, shifts=1, dims=0)
+
+
+def _reconstruction_loss(
+    cfg: DecomposeConfig,
+    renderer: Renderer,
+    images: Tensor,
+    albedo: Tensor,
+    depth: Tensor,
+    d: Decomposition,
+    conf: Tensor,
+    conf_perc: Tensor,
+    perceptual: Optional[PerceptualLoss],
+    terms: dict[str, float],
+    prefix: str,
+) -> tuple[Tensor, Rendered]:
+    """L1 (+ perceptual) of images rendered from (albedo, depth) and their mirror with d's view/light."""
+    b = images.shape[0]
+    alb2 = torch.cat([albedo, albedo.flip(3)], 0)
+    dep2 = torch.cat([depth, depth.flip(2)], 0)
+    out = renderer.reconstruct(alb2, dep2, d.light.repeat(2, 1), d.view.repeat(2, 1))
+    rec, rec_flip = out.image[:b], out.image[b:]
+    mask = out.mask[:b] & out.mask[b:]  # unsup3d: both the direct and the flipped render must be valid
+    l1 = photometric_l1(rec, images, conf[:, 0:1], mask)
+    l1_flip = photometric_l1(rec_flip, images, conf[:, 1:2], mask)
+    loss = l1 + cfg.flip_weight * l1_flip
+    terms[f"{prefix}l1"] = l1.item()
+    terms[f"{prefix}l1_flip"] = l1_flip.item()
+    if perceptual is not None and perceptual.available and cfg.perceptual_weight > 0:
+        p = perceptual(rec, images, conf_perc[:, 0:1], mask)
+        p_flip = perceptual(rec_flip, images, conf_perc[:, 1:2], mask)
+        loss = loss + cfg.perceptual_weight * (p + cfg.flip_weight * p_flip)
+        terms[f"{prefix}perc"] = p.item()
+        terms[f"{prefix}perc_flip"] = p_flip.item()
+    terms[f"{prefix}valid"] = mask.float().mean().item()
+    return loss, Rendered(image=rec, mask=mask, depth=out.depth[:b], grid=out.grid[:b])
+
+
+def decomposition_loss(
+    cfg: DecomposeConfig,
+    model: Decomposer,
+    renderer: Renderer,
+    images: Tensor,
+    perceptual: Optional[PerceptualLoss] = None,
+) -> StepOutput:
+    """Full stage-2 objective on a batch images [B, 3, S, S] in [-1, 1] (see the module doc)."""
+    d = model(images)
+    terms: dict[str, float] = {}
+    own, rendered = _reconstruction_loss(cfg, renderer, images, d.albedo, d.depth, d, d.conf, d.conf_perc,
+                                         perceptual, terms, "")
+    terms["recon"] = own.item()
+    total = own
+    if cfg.mutual:
+        # swap albedo and depth with the partner; view and light stay the image's own (Sec. 3.2)
+        mconf, mconf_perc = model.mutual_confidence(images, partners_of(images))
+        mutual, _ = _reconstruction_loss(cfg, renderer, images, partners_of(d.albedo), partners_of(d.depth), d,
+                                         mconf, mconf_perc, perceptual, terms, "mutual_")
+        terms["mutual_recon"] = mutual.item()
+        total = (1.0 - cfg.mutual_eps) * own + cfg.mutual_eps * mutual
+    terms["total"] = total.item()
+    return StepOutput(total=total, terms=terms, decomposition=d, recon=rendered.image, mask=rendered.mask)

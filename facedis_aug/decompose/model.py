@@ -1,0 +1,225 @@
+"""The decomposer: image -> view, light, albedo, depth, confidence (unsup3d's networks, paper Sec. 3.2).
+
+Input: float32 [B, 3, S, S] in [-1, 1], S = cfg.image_size (64 in the paper). Shapes and ranges of the
+outputs are on `Decomposition`. The mutual confidence net of Sec. 3.2 reads an image and its partner
+concatenated channel-wise (6 channels).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..ops import load_safetensors, save_safetensors
+from ..ops.dataconf import from_dict, to_dict
+from .config import DecomposeConfig
+
+FORMAT = "facedis-aug decomposer v1"
+
+
+def _groups(ch: int) -> int:
+    """GroupNorm groups: unsup3d uses ch / 4 (16 for 64 channels); take the largest divisor <= that."""
+    g = max(1, ch // 4)
+    while ch % g:
+        g -= 1
+    return g
+
+
+def _levels(image_size: int) -> int:
+    """Stride-2 stages that take image_size down to 4x4 (4 at 64 px, as unsup3d)."""
+    return int(math.log2(image_size)) - 2
+
+
+def _width(base: int, level: int) -> int:
+    return base * min(2**level, 8)  # nf, 2nf, 4nf, 8nf, then capped (unsup3d)
+
+
+class Encoder(nn.Module):
+    """Small encoder for the view and light heads: [B, 3, S, S] -> [B, cout] in (-1, 1)."""
+
+    def __init__(self, image_size: int, cout: int, nf: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for i in range(_levels(image_size)):
+            layers += [nn.Conv2d(cin, _width(nf, i), 4, 2, 1), nn.ReLU(inplace=True)]
+            cin = _width(nf, i)
+        layers += [nn.Conv2d(cin, cin, 4, 1, 0), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten(1)
+
+
+class EncoderDecoder(nn.Module):
+    """unsup3d's albedo/depth net: [B, cin, S, S] -> [B, cout, S, S] (no final activation).
+
+    Encoder with GroupNorm down to a `zdim` bottleneck at 1x1, decoder with transposed convolutions up
+    to S/2 and a nearest-neighbour upsampling to S followed by 3x3 and 5x5 convolutions."""
+
+    def __init__(self, image_size: int, cin: int, cout: int, nf: int, zdim: int):
+        super().__init__()
+        n = _levels(image_size)
+        enc: list[nn.Module] = []
+        c = cin
+        for i in range(n):
+            w = _width(nf, i)
+            enc += [nn.Conv2d(c, w, 4, 2, 1)]
+            if i < n - 1:  # unsup3d: no normalisation on the last down stage
+                enc += [nn.GroupNorm(_groups(w), w)]
+            enc += [nn.LeakyReLU(0.2, inplace=True)]
+            c = w
+        enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(inplace=True),
+                                nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(inplace=True)]
+        for i in range(n - 2, -1, -1):  # 4 -> S/2
+            w = _width(nf, i)
+            dec += [nn.ConvTranspose2d(c, w, 4, 2, 1), nn.GroupNorm(_groups(w), w), nn.ReLU(inplace=True),
+                    nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(_groups(w), w), nn.ReLU(inplace=True)]
+            c = w
+        dec += [nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, nf, 3, 1, 1), nn.GroupNorm(_groups(nf), nf), nn.ReLU(inplace=True),
+                nn.Conv2d(nf, nf, 5, 1, 2), nn.GroupNorm(_groups(nf), nf), nn.ReLU(inplace=True),
+                nn.Conv2d(nf, cout, 5, 1, 2)]
+        self.net = nn.Sequential(*enc, *dec)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConfNet(nn.Module):
+    """Confidence (sigma) maps: [B, cin, S, S] -> ([B, 2, S, S], [B, 2, S/4, S/4]), positive.
+
+    Channel 0 is for the direct reconstruction, 1 for its flipped (symmetry) branch; the S/4 maps are
+    for the perceptual loss on VGG relu3_3 features (unsup3d's ConfNet)."""
+
+    def __init__(self, image_size: int, cin: int, nf: int, zdim: int):
+        super().__init__()
+        n = _levels(image_size)
+        enc: list[nn.Module] = []
+        c = cin
+        for i in range(n):
+            w = _width(nf, i)
+            enc += [nn.Conv2d(c, w, 4, 2, 1)]
+            if i < n - 1:
+                enc += [nn.GroupNorm(_groups(w), w)]
+            enc += [nn.LeakyReLU(0.2, inplace=True)]
+            c = w
+        enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(inplace=True)]
+        for i in range(n - 2, 0, -1):  # 4 -> S/4
+            w = _width(nf, i)
+            dec += [nn.ConvTranspose2d(c, w, 4, 2, 1), nn.GroupNorm(_groups(w), w), nn.ReLU(inplace=True)]
+            c = w
+        self.trunk = nn.Sequential(*enc, *dec)
+        self.perc_head = nn.Sequential(nn.Conv2d(c, 2, 3, 1, 1), nn.Softplus())
+        self.up = nn.Sequential(nn.ConvTranspose2d(c, nf, 4, 2, 1), nn.GroupNorm(_groups(nf), nf), nn.ReLU(inplace=True),
+                                nn.ConvTranspose2d(nf, nf, 4, 2, 1), nn.GroupNorm(_groups(nf), nf), nn.ReLU(inplace=True),
+                                nn.Conv2d(nf, 2, 5, 1, 2), nn.Softplus())
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(x)
+        return self.up(h), self.perc_head(h)
+
+
+@dataclass
+class Decomposition:
+    view: Tensor  # [B, 6]: pitch, yaw, roll in degrees, then tx, ty, tz in world units (tz = 0)
+    light: Tensor  # [B, 8]: ambient RGB, diffuse RGB in [0, 1], light direction dx, dy in [-1, 1]
+    albedo: Tensor  # [B, 3, S, S] canonical albedo in [-1, 1]
+    depth: Tensor  # [B, S, S] canonical depth in [min_depth, max_depth], border columns clamped
+    conf: Tensor  # [B, 2, S, S] sigma of the L1 loss (direct, flipped)
+    conf_perc: Tensor  # [B, 2, S/4, S/4] sigma of the perceptual loss (direct, flipped)
+
+
+class Decomposer(nn.Module):
+    """unsup3d-style networks with the paper's 8-output RGB light head and mutual confidence net."""
+
+    def __init__(self, cfg: DecomposeConfig):
+        super().__init__()
+        self.cfg = cfg
+        s = cfg.image_size
+        self.net_view = Encoder(s, 6, cfg.head_channels)
+        self.net_light = Encoder(s, 8, cfg.head_channels)
+        self.net_depth = EncoderDecoder(s, 3, 1, cfg.channels, cfg.bottleneck)
+        self.net_albedo = EncoderDecoder(s, 3, 3, cfg.channels, cfg.bottleneck)
+        self.net_conf = ConfNet(s, 3, cfg.conf_channels, cfg.conf_bottleneck)
+        self.net_mutual_conf = ConfNet(s, 6, cfg.conf_channels, cfg.conf_bottleneck)  # reads (I, I') (Sec. 3.2)
+        # view scale: degrees for (pitch, yaw, roll), world units for (tx, ty); tz fixed at 0 (unsup3d)
+        scale = [cfg.pitch_range, cfg.rot_range, cfg.roll_range, cfg.xy_translation_range, cfg.xy_translation_range, 0.0]
+        self.register_buffer("view_scale", torch.tensor(scale), persistent=False)
+        # unsup3d clamps 2-pixel left/right border columns (at 64 px) to a far depth
+        border = torch.zeros(s, s)
+        bw = max(1, round(2 * s / 64))
+        border[:, :bw] = 1.0
+        border[:, -bw:] = 1.0
+        self.register_buffer("depth_border", border, persistent=False)
+
+    def _check(self, images: Tensor, channels: int = 3) -> None:
+        s = self.cfg.image_size
+        if images.ndim != 4 or images.shape[1:] != (channels, s, s):
+            raise ValueError(f"images must be [B, {channels}, {s}, {s}] in [-1, 1], got {tuple(images.shape)}")
+
+    def view_from_raw(self, raw: Tensor) -> Tensor:
+        return raw * self.view_scale
+
+    def light_from_raw(self, raw: Tensor) -> Tensor:
+        return torch.cat([raw[:, :6] / 2.0 + 0.5, raw[:, 6:]], 1)  # unsup3d: tanh -> [0, 1] intensities
+
+    def depth_from_raw(self, raw: Tensor) -> Tensor:
+        """[B, S, S] network output -> mean-centred, tanh into [min_depth, max_depth], border clamped."""
+        cfg = self.cfg
+        d = raw - raw.mean(dim=(1, 2), keepdim=True)
+        d = torch.tanh(d)
+        d = (1 + d) / 2 * cfg.max_depth + (1 - d) / 2 * cfg.min_depth
+        far = 0.7 * cfg.max_depth + 0.3 * cfg.min_depth  # unsup3d's border depth
+        return d * (1 - self.depth_border) + far * self.depth_border
+
+    def forward(self, images: Tensor) -> Decomposition:
+        self._check(images)
+        conf, conf_perc = self.net_conf(images)
+        return Decomposition(
+            view=self.view_from_raw(self.net_view(images)),
+            light=self.light_from_raw(self.net_light(images)),
+            albedo=torch.tanh(self.net_albedo(images)),
+            depth=self.depth_from_raw(self.net_depth(images)[:, 0]),
+            conf=conf,
+            conf_perc=conf_perc,
+        )
+
+    def mutual_confidence(self, images: Tensor, partners: Tensor) -> tuple[Tensor, Tensor]:
+        """Sigma maps for reconstructing `images` with the partners' albedo and depth: ([B, 2, S, S],
+        [B, 2, S/4, S/4]). The image supplies view and light, the partner texture and shape."""
+        self._check(images)
+        self._check(partners)
+        return self.net_mutual_conf(torch.cat([images, partners], 1))
+
+    @torch.no_grad()
+    def estimate_view(self, images: Tensor) -> dict[str, Tensor]:
+        """Head pose of images [B, 3, S, S] in [-1, 1]: dict(yaw, pitch, roll) of [B] degrees (yaw > 0:
+        face turned towards the image's left). Runs only the view head."""
+        self._check(images)
+        v = self.view_from_raw(self.net_view(images))
+        return {"yaw": v[:, 1], "pitch": v[:, 0], "roll": v[:, 2]}
+
+
+def save_decomposer(model: Decomposer, path: str | os.PathLike) -> Path:
+    """Write weights + config (JSON metadata) atomically to `path` (normally decomposer.safetensors)."""
+    path = Path(path)
+    save_safetensors(path, model.state_dict(), metadata={"format": FORMAT, "config": to_dict(model.cfg)})
+    return path
+
+
+def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu") -> Decomposer:
+    """Read a decomposer written by `save_decomposer`; returned in eval mode on `device`."""
+    tensors, meta = load_safetensors(path, device="cpu")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a decomposer file (format {meta.get('format')!r}, expected {FORMAT!r})")
+    cfg = from_dict(DecomposeConfig, meta["config"], "decompose")
+    model = Decomposer(cfg)
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval()

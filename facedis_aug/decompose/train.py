@@ -1,0 +1,241 @@
+"""Stage 2 training: the decomposer on generated faces, with mutual reconstruction (Sec. 3.2) and the
+yaw augmentation of Sec. 3.4.
+
+    path = train_decomposer(cfg, sampler, run_dir, seed=0, generator=G)
+
+`sampler(step) -> (images [B, 3, S, S] in [-1, 1], w [B, d] or None)` gives the batch of a step (the
+same step must give the same batch, so that a resumed run repeats an uninterrupted one); `generator(w
+[B, d]) -> images [B, 3, S', S'] in [-1, 1]` renders latents for the augmentation. Images of another
+size are resized to S (antialiased bilinear).
+
+Run folder: stats.jsonl, snapshots/*.png, checkpoint.safetensors (resumable) and, at the end,
+decomposer.safetensors.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from ..ops import JsonlLogger, load_safetensors, save_image_grid, save_safetensors
+from ..ops.dataconf import to_dict
+from .config import DecomposeConfig
+from .losses import PerceptualLoss, StepOutput, decomposition_loss
+from .model import Decomposer, save_decomposer
+from .renderer import Renderer
+
+Sampler = Callable[[int], "tuple[Tensor, Optional[Tensor]]"]
+Generator = Callable[[Tensor], Tensor]
+
+SWEEP_YAWS = (-90.0, -60.0, -30.0, 0.0, 30.0, 60.0, 90.0)
+
+
+class YawAugmentation:
+    """Sec. 3.4 state: recent (w, predicted yaw) pairs, the moving-average direction v_yaw (unit) and
+    sigma_w, the std of w.v over the buffer."""
+
+    def __init__(self, cfg: DecomposeConfig, dim: int, device: torch.device | str = "cpu"):
+        if cfg.aug_buffer <= dim:
+            raise ValueError(f"decompose.aug_buffer ({cfg.aug_buffer}) must exceed dim(w) = {dim}: least squares needs N > d")
+        self.cfg, self.dim = cfg, dim
+        self.w = torch.zeros(0, dim, device=device)
+        self.yaw = torch.zeros(0, device=device)
+        self.v: Optional[Tensor] = None
+        self.sigma = 0.0
+        self.updates = 0
+
+    def record(self, w: Tensor, yaw: Tensor) -> None:
+        """Keep the newest `aug_buffer` pairs; w [B, d], yaw [B] degrees."""
+        self.w = torch.cat([self.w, w.detach().float()])[-self.cfg.aug_buffer:]
+        self.yaw = torch.cat([self.yaw, yaw.detach().float()])[-self.cfg.aug_buffer:]
+
+    def update(self) -> bool:
+        """Least-squares fit of yaw on w (pairs = differences from the buffer mean, Eq. 2-3), blended into
+        v with momentum. Returns False (and changes nothing) while the buffer holds <= d pairs."""
+        from ..ops.linear import fit_directions
+
+        if self.w.shape[0] <= self.dim:
+            return False
+        dw = self.w - self.w.mean(0, keepdim=True)
+        dy = (self.yaw - self.yaw.mean())[:, None]
+        g = fit_directions(dw, dy)[0]
+        v_new = g / g.norm().clamp(min=1e-12)  # points towards increasing yaw
+        if self.v is None:
+            v = v_new
+        else:
+            m = self.cfg.aug_momentum
+            v = m * self.v + (1.0 - m) * v_new
+        self.v = v / v.norm()
+        self.sigma = float((self.w @ self.v).std())
+        self.updates += 1
+        return True
+
+    def edit(self, w: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Eq. 4 with s ~ U[-aug_range, aug_range] per sample: (w' [B, d], s [B])."""
+        from ..ops.linear import edit_latent
+
+        assert self.v is not None, "edit() before the first v_yaw estimate"
+        s = (torch.rand(w.shape[0], generator=gen) * 2.0 - 1.0) * self.cfg.aug_range
+        s = s.to(w.device, w.dtype)
+        return edit_latent(w, self.v.to(w.dtype), s, self.sigma), s
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, object]]:
+        tensors = {"aug.w": self.w, "aug.yaw": self.yaw}
+        if self.v is not None:
+            tensors["aug.v"] = self.v
+        return tensors, {"dim": self.dim, "sigma": self.sigma, "updates": self.updates}
+
+    @classmethod
+    def from_state(cls, cfg: DecomposeConfig, tensors: dict[str, Tensor], meta: dict, device) -> "YawAugmentation":
+        aug = cls(cfg, int(meta["dim"]), device)
+        aug.w, aug.yaw = tensors["aug.w"].to(device), tensors["aug.yaw"].to(device)
+        aug.v = tensors["aug.v"].to(device) if "aug.v" in tensors else None
+        aug.sigma, aug.updates = float(meta["sigma"]), int(meta["updates"])
+        return aug
+
+
+def _fit_size(images: Tensor, size: int, what: str) -> Tensor:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{what} must return images [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images
+
+
+def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,
+                     aug: Optional[YawAugmentation]) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+    meta: dict[str, object] = {"step": step, "config": to_dict(cfg), "optim_groups": sd["param_groups"]}
+    if aug is not None:
+        t, m = aug.state()
+        tensors.update(t)
+        meta["aug"] = m
+    save_safetensors(path, tensors, metadata=meta)
+
+
+def _load_checkpoint(path: Path, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,
+                     device) -> tuple[int, Optional[YawAugmentation]]:
+    tensors, meta = load_safetensors(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
+    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    aug = YawAugmentation.from_state(cfg, tensors, meta["aug"], device) if "aug" in meta else None
+    return int(meta["step"]), aug
+
+
+@torch.no_grad()
+def _snapshot(path: Path, model: Decomposer, renderer: Renderer, images: Tensor, out: StepOutput) -> None:
+    """Rows: one face each. Columns: input, reconstruction, albedo, shaded depth, yaw sweep (-90..90)."""
+    n = min(8, images.shape[0])
+    d = out.decomposition
+    bg = -torch.ones_like(images[:n])
+    light = torch.tensor([[0.3] * 3 + [0.7] * 3 + [-0.5, -0.5]], device=images.device).expand(n, 8)
+    shaded = renderer.shading(renderer.normals(d.depth[:n]), light) * 2 - 1
+    cols = [images[:n], torch.where(out.mask[:n, None], out.recon[:n], bg), d.albedo[:n], shaded.clamp(-1, 1)]
+    for yaw in SWEEP_YAWS:
+        view = torch.zeros(n, 6, device=images.device)
+        view[:, 1] = yaw
+        r = renderer.reconstruct(d.albedo[:n], d.depth[:n], d.light[:n], view)
+        cols.append(torch.where(r.mask[:, None], r.image, bg))
+    grid = torch.stack(cols, 1).flatten(0, 1).float().cpu()
+    save_image_grid(grid, path, nrow=len(cols))
+
+
+def train_decomposer(
+    cfg: DecomposeConfig,
+    sampler: Sampler,
+    run_dir: str | os.PathLike,
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    generator: Optional[Generator] = None,
+) -> Path:
+    """Train the decomposer for cfg.iterations steps (resuming run_dir's checkpoint if there is one);
+    returns the path of decomposer.safetensors."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final, ckpt = run_dir / "decomposer.safetensors", run_dir / "checkpoint.safetensors"
+    torch.manual_seed(seed)
+    model = Decomposer(cfg).to(device)
+    renderer = Renderer(cfg.image_size, cfg.fov).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    perceptual = PerceptualLoss(cfg.vgg_weights).to(device) if cfg.perceptual_weight > 0 else None
+    aug: Optional[YawAugmentation] = None
+    start = 0
+    if ckpt.is_file():
+        start, aug = _load_checkpoint(ckpt, cfg, model, opt, device)
+        print(f"decompose: resuming from step {start} ({ckpt})")
+    if start >= cfg.iterations and final.is_file():
+        return final
+    if cfg.yaw_aug and generator is None:
+        print("decompose: yaw augmentation off: no generator given (it needs G and the samples' w)")
+    logger = JsonlLogger(run_dir / "stats.jsonl")
+    warned_no_w = False
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="decompose", mininterval=1.0)
+    for step in bar:
+        images, w = sampler(step)
+        images = _fit_size(images.to(device, torch.float32), cfg.image_size, "sampler")
+        b = images.shape[0]
+        if b != cfg.batch:
+            raise ValueError(f"sampler gave a batch of {b} images; decompose.batch is {cfg.batch}")
+        if w is not None and (w.ndim != 2 or w.shape[0] != b):
+            raise ValueError(f"sampler's w must be [B={b}, d], got {tuple(w.shape)}")
+        use_aug = cfg.yaw_aug and generator is not None and w is not None
+        if cfg.yaw_aug and generator is not None and w is None and not warned_no_w:
+            print("decompose: yaw augmentation off for batches without w (folder or synthetic-world images)")
+            warned_no_w = True
+
+        # --- Sec. 3.4: refresh v_yaw every aug_every steps, replace a share of the batch by G(w') ---
+        n_aug, updated = 0, False
+        if use_aug:
+            w = w.to(device, torch.float32)
+            if aug is None:
+                aug = YawAugmentation(cfg, w.shape[1], device)
+            if step % cfg.aug_every == 0:
+                updated = aug.update()
+            n_aug = int(round(cfg.aug_share * b)) if aug.v is not None else 0
+            if n_aug > 0:
+                gen = torch.Generator().manual_seed(seed * 1_000_003 + step)  # same draw on resume
+                w_aug, _ = aug.edit(w[b - n_aug:], gen)
+                with torch.no_grad():
+                    fake = _fit_size(generator(w_aug).to(device, torch.float32), cfg.image_size, "generator")
+                images = torch.cat([images[: b - n_aug], fake], 0)
+
+        model.train()
+        out = decomposition_loss(cfg, model, renderer, images, perceptual)
+        if not torch.isfinite(out.total):
+            raise FloatingPointError(f"decompose: non-finite loss at step {step}: {out.terms}")
+        opt.zero_grad(set_to_none=True)
+        out.total.backward()
+        opt.step()
+        if use_aug:  # pairs of natural samples only: the regression describes the generator's own w
+            aug.record(w[: b - n_aug], out.decomposition.view[: b - n_aug, 1])
+
+        done = step + 1
+        if step % cfg.log_every == 0 or done == cfg.iterations:
+            rec = {"step": step, **out.terms, "n_aug": n_aug, "sec": round(time.perf_counter() - t0, 3)}
+            if aug is not None:
+                rec.update(v_yaw_updated=updated, v_yaw_updates=aug.updates, sigma_w=aug.sigma)
+            logger.log(**rec)
+            bar.set_postfix(loss=f"{out.terms['total']:.3f}", refresh=False)
+        if step % cfg.snapshot_every == 0 or done == cfg.iterations:
+            _snapshot(run_dir / "snapshots" / f"decompose_{step:06d}.png", model, renderer, images, out)
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            _save_checkpoint(ckpt, done, cfg, model, opt, aug)
+    bar.close()
+    return save_decomposer(model, final)

@@ -1,0 +1,330 @@
+"""The bundle: the folder a user ships to the training cluster.
+
+    bundle/
+      generator.safetensors     copy of the stage-1 gan.safetensors
+      decomposer.safetensors    copy of the stage-2 decomposer (pose of real images, pictures)
+      directions.safetensors    named unit directions [d] (the univariate semantics, local_000, ...)
+      directions.json           per direction: kind, sigma, R^2, calibration / ||u_p||, cluster, region
+      generator.onnx            optional (issue 6), listed in the manifest when present
+      manifest.json             format_version, sha256 + size of every file, the recipe, created date
+
+    b = Bundle.load("bundle/")
+    w = b.sample_w(8, seed=0)
+    imgs = b.generate(w=b.edit(w, "yaw", b.yaw_to_s(45.0)))
+
+`Bundle.load` refuses a bundle with a missing file, a hash mismatch or an unknown format version
+with one `BundleError` that names the file. Models load lazily on first use.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ..ops.io import atomic_write, load_safetensors, read_json, write_json
+from ..ops.linear import edit_latent
+
+FORMAT = "facedis_aug.bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED_FILES = ("generator.safetensors", "decomposer.safetensors", "directions.safetensors", "directions.json")
+OPTIONAL_FILES = ("generator.onnx",)
+
+
+class BundleError(ValueError):
+    """A bundle folder is incomplete, corrupt or of an unknown format. The message names the file."""
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _recipe_dict(recipe: Any) -> dict[str, Any] | None:
+    if recipe is None or isinstance(recipe, Mapping):
+        return dict(recipe) if recipe is not None else None
+    if hasattr(recipe, "to_dict"):
+        return recipe.to_dict()
+    raise TypeError(f"recipe must be a Recipe, a dict or None, got {type(recipe).__name__}")
+
+
+def run_dir_sources(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Bundle file name -> source path inside a run folder (generator.onnx only when the export stage wrote it)."""
+    run_dir = Path(run_dir)
+    src = {
+        "generator.safetensors": run_dir / "gan" / "gan.safetensors",
+        "decomposer.safetensors": run_dir / "decompose" / "decomposer.safetensors",
+        "directions.safetensors": run_dir / "directions" / "directions.safetensors",
+        "directions.json": run_dir / "directions" / "directions.json",
+    }
+    onnx = run_dir / "export" / "generator.onnx"
+    if onnx.is_file():
+        src["generator.onnx"] = onnx
+    return src
+
+
+def write_bundle(
+    source: str | os.PathLike | Mapping[str, str | os.PathLike],
+    out_dir: str | os.PathLike,
+    recipe: Any = None,
+) -> Path:
+    """Assemble a bundle in `out_dir` and return its path.
+
+    source: a run folder (files found by `run_dir_sources`; recipe read from its recipe.yaml when
+    not given) or an explicit mapping bundle-file-name -> path holding every REQUIRED_FILES entry
+    (and optionally generator.onnx). Files are copied atomically; the manifest is written last,
+    so a crash never leaves a folder that verifies.
+    """
+    out_dir = Path(out_dir)
+    if isinstance(source, Mapping):
+        sources = {k: Path(v) for k, v in source.items()}
+    else:
+        run_dir = Path(source)
+        sources = run_dir_sources(run_dir)
+        if recipe is None and (run_dir / "recipe.yaml").is_file():
+            import yaml
+
+            recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    unknown = sorted(set(sources) - set(REQUIRED_FILES) - set(OPTIONAL_FILES))
+    if unknown:
+        raise BundleError(f"{unknown[0]}: not a bundle file; expected {', '.join(REQUIRED_FILES + OPTIONAL_FILES)}")
+    for name in REQUIRED_FILES:
+        if name not in sources:
+            raise BundleError(f"{name}: no source given for this required bundle file")
+    for name, src in sources.items():
+        if not src.is_file():
+            raise BundleError(f"{name}: source file {src} not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = out_dir / MANIFEST
+    if stale.exists():
+        stale.unlink()  # the old manifest must not vouch for half-copied files
+    files = {}
+    for name, src in sources.items():
+        dst = out_dir / name
+        if src.resolve() != dst.resolve():
+            _copy_atomic(src, dst)
+        files[name] = {"sha256": sha256_file(dst), "bytes": dst.stat().st_size}
+    from .. import __version__
+
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "facedis_aug_version": __version__,
+        "files": files,
+        "recipe": _recipe_dict(recipe),
+    }
+    write_json(out_dir / MANIFEST, manifest)
+    return out_dir
+
+
+def _load_generator(path: Path, device: str) -> Any:
+    from ..gan.networks import load_generator
+
+    return load_generator(path, device=device)
+
+
+def _load_decomposer(path: Path, device: str) -> Any:
+    from ..decompose.model import load_decomposer
+
+    try:
+        return load_decomposer(path, device=device)
+    except TypeError:  # a loader without a device argument
+        return load_decomposer(path).to(device)
+
+
+def _generate(G: Any, **kwargs: Any) -> Tensor:
+    from ..gan.networks import generate
+
+    return generate(G, **kwargs)
+
+
+def _seeds_to_z(seeds: Sequence[int], z_dim: int) -> Tensor:
+    from ..gan.networks import seeds_to_z
+
+    return seeds_to_z(seeds, z_dim)
+
+
+class Bundle:
+    """A verified bundle folder. Use `Bundle.load(path)`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], info: dict[str, Any], directions: dict[str, Tensor], device: str):
+        self.path = path
+        self.manifest = manifest
+        self.info = info  # directions.json
+        self._directions = directions
+        self.device = device
+        self._G: Any = None
+        self._D: Any = None
+
+    # ------------------------------------------------------------------ loading and verification
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu", verify: bool = True) -> "Bundle":
+        """Read and verify a bundle folder. verify=False skips the sha256 pass (files must still exist)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise BundleError(f"{path}: not a bundle folder (no such directory)")
+        mpath = path / MANIFEST
+        if not mpath.is_file():
+            raise BundleError(f"{mpath}: manifest missing; this folder is not a (complete) bundle")
+        try:
+            manifest = read_json(mpath)
+        except (ValueError, OSError) as e:
+            raise BundleError(f"{mpath}: unreadable manifest ({e})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise BundleError(f"{mpath}: not a facedis_aug bundle manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{mpath}: bundle format_version {version!r} is not supported (this facedis_aug reads {FORMAT_VERSION})")
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise BundleError(f"{mpath}: manifest has no 'files' table")
+        for name in REQUIRED_FILES:
+            if name not in files:
+                raise BundleError(f"{path / name}: required file not listed in the manifest")
+        for name, entry in files.items():
+            fpath = path / name
+            if not fpath.is_file():
+                raise BundleError(f"{fpath}: listed in the manifest but missing")
+            if verify:
+                want = entry.get("sha256") if isinstance(entry, dict) else None
+                if want is None or sha256_file(fpath) != want:
+                    raise BundleError(f"{fpath}: sha256 does not match the manifest (file changed or corrupt)")
+        info, directions = _read_directions(path)
+        return cls(path, manifest, info, directions, device)
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        return self.manifest.get("recipe")
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return {name: self.path / name for name in self.manifest["files"]}
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """Path of generator.onnx when the bundle has one (issue 6)."""
+        return self.path / "generator.onnx" if "generator.onnx" in self.manifest["files"] else None
+
+    @property
+    def generator(self) -> Any:
+        if self._G is None:
+            self._G = _load_generator(self.path / "generator.safetensors", self.device)
+        return self._G
+
+    @property
+    def decomposer(self) -> Any:
+        if self._D is None:
+            self._D = _load_decomposer(self.path / "decomposer.safetensors", self.device)
+        return self._D
+
+    # ------------------------------------------------------------------ directions
+    @property
+    def directions(self) -> dict[str, Tensor]:
+        """Name -> unit direction [d] (float32, CPU). A copy: editing it does not change the bundle."""
+        return {k: v.clone() for k, v in self._directions.items()}
+
+    def kind(self, name: str) -> str:
+        return self._entry(name).get("kind", "univariate")
+
+    def sigma(self, name: str) -> float:
+        """sigma_w of Eq. 4: the std of w.v over samples of F(z)."""
+        return float(self._entry(name)["sigma"])
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        if name not in self._directions:
+            raise KeyError(f"no direction named {name!r}; the bundle has {', '.join(self._directions)}")
+        return self.info["directions"][name]
+
+    def edit(self, w: Tensor, name: str, s: float | Tensor) -> Tensor:
+        """Eq. 4 along the named direction with its stored sigma: w [B, d] -> w' [B, d]; s in units of sigma."""
+        sigma = self.sigma(name)  # raises KeyError naming the known directions
+        return edit_latent(w, self._directions[name].to(w.device, w.dtype), s, sigma)
+
+    def value_to_s(self, name: str, value: float | Tensor) -> float | Tensor:
+        """Edit scale s that moves a univariate semantic to `value` (its units, e.g. degrees):
+        s = (value - intercept) / units_per_sigma (exact under the linear model of Eq. 2)."""
+        e = self._calibration(name)
+        return (value - e["intercept"]) / e["units_per_sigma"]
+
+    def s_to_value(self, name: str, s: float | Tensor) -> float | Tensor:
+        """The semantic value (its units) that edit(w, name, s) produces under the linear model."""
+        e = self._calibration(name)
+        return e["intercept"] + e["units_per_sigma"] * s
+
+    def yaw_to_s(self, deg: float | Tensor) -> float | Tensor:
+        """s for a target yaw in degrees (positive = face turned to the image's left)."""
+        return self.value_to_s("yaw", deg)
+
+    def s_to_yaw(self, s: float | Tensor) -> float | Tensor:
+        return self.s_to_value("yaw", s)
+
+    def _calibration(self, name: str) -> dict[str, Any]:
+        e = self._entry(name)
+        if e.get("kind") != "univariate" or "units_per_sigma" not in e:
+            raise KeyError(f"{name!r} has no calibration (only univariate semantics do)")
+        return e
+
+    # ------------------------------------------------------------------ sampling
+    def sample_w(self, n: int, seed: int = 0) -> Tensor:
+        """w = F(z) [n, d] for the seeds seed, seed + 1, ..., seed + n - 1 (same faces as generate(seeds=...))."""
+        G = self.generator
+        z = _seeds_to_z(list(range(int(seed), int(seed) + int(n))), int(G.z_dim))
+        with torch.no_grad():
+            return G.mapping(z.to(self.device))
+
+    def generate(
+        self,
+        w: Tensor | None = None,
+        seeds: Sequence[int] | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> Tensor:
+        """Images [B, 3, R, R] in [-1, 1] from w [B, d] or from seeds (one face per seed)."""
+        with torch.no_grad():
+            return _generate(self.generator, w=w, seeds=seeds, truncation_psi=truncation_psi, noise_mode=noise_mode)
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, directions={len(self._directions)}, onnx={self.onnx_path is not None})"
+
+
+def _read_directions(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    jpath, tpath = path / "directions.json", path / "directions.safetensors"
+    try:
+        info = read_json(jpath)
+    except (ValueError, OSError) as e:
+        raise BundleError(f"{jpath}: unreadable ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("directions"), dict):
+        raise BundleError(f"{jpath}: no 'directions' table")
+    try:
+        tensors, _ = load_safetensors(tpath)
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise BundleError(f"{tpath}: unreadable ({type(e).__name__}: {e})") from None
+    directions = {}
+    for name, v in tensors.items():
+        entry = info["directions"].get(name)
+        if not isinstance(entry, dict) or "sigma" not in entry:
+            raise BundleError(f"{jpath}: no entry with sigma for direction {name!r}")
+        if v.ndim != 1 or abs(float(v.float().norm()) - 1.0) > 1e-3:
+            raise BundleError(f"{tpath}: direction {name!r} is not a unit vector [d]")
+        directions[name] = v.float()
+    dims = {v.shape[0] for v in directions.values()}
+    if len(dims) > 1:
+        raise BundleError(f"{tpath}: directions of different sizes {sorted(dims)}")
+    # keep the order of directions.json (univariate semantics first, then local_000, ...)
+    order = [n for n in info["directions"] if n in directions]
+    return info, {n: directions[n] for n in order}

@@ -1,0 +1,126 @@
+"""Stage 4: ONNX export and the bundle folder.
+
+    run/export/
+      generator.onnx, view_head.onnx     (export.onnx: true)
+      export_report.json                 exporter, opset, max |ONNX - PyTorch| per model
+      bundle/                            what the user ships (see facedis_aug.directions.bundle)
+
+`export_bundle_onnx(bundle_dir)` does the same for an existing bundle (`facedis-aug export BUNDLE`).
+Each ONNX file is compared with PyTorch right after export; a difference above
+`export.tolerance` is an error, never a warning.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..directions.bundle import MANIFEST, Bundle, BundleError, sha256_file, write_bundle
+from ..ops.io import atomic_write, read_json, write_json
+from .config import ExportConfig
+from .onnx import export_generator, export_view_head, max_abs_difference
+
+GENERATOR_ONNX = "generator.onnx"
+VIEW_HEAD_ONNX = "view_head.onnx"
+
+
+def add_to_bundle(bundle_dir: str | os.PathLike, files: Mapping[str, str | os.PathLike]) -> Path:
+    """Copy `files` (bundle name -> source path) into a verified bundle and re-hash the manifest.
+
+    The bundle is verified first (a corrupt bundle is not extended); the manifest is rewritten
+    atomically, last, so an interrupted call leaves the old manifest, which then fails on the
+    changed files rather than vouching for them.
+    """
+    bundle_dir = Path(bundle_dir)
+    Bundle.load(bundle_dir)  # raises BundleError on a missing / corrupt / wrong-version bundle
+    manifest = read_json(bundle_dir / MANIFEST)
+    for name, src in files.items():
+        if "/" in name or name == MANIFEST:
+            raise BundleError(f"{name}: not a valid bundle file name")
+        src, dst = Path(src), bundle_dir / name
+        if not src.is_file():
+            raise BundleError(f"{name}: source file {src} not found")
+        if src.resolve() != dst.resolve():
+            with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+                while chunk := fin.read(1 << 20):
+                    fout.write(chunk)
+        manifest["files"][name] = {"sha256": sha256_file(dst), "bytes": dst.stat().st_size}
+    write_json(bundle_dir / MANIFEST, manifest)
+    return bundle_dir
+
+
+def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: ExportConfig) -> dict[str, Any]:
+    """Export generator (and view head) ONNX files into out_dir and check them against PyTorch.
+
+    Returns a report: exporter, opset, noise, files, max_abs_diff per model, seconds per model.
+    Raises ValueError when a difference exceeds cfg.tolerance.
+    """
+    out_dir = Path(out_dir)
+    report: dict[str, Any] = {"exporter": cfg.exporter, "opset": cfg.opset, "noise": cfg.noise, "check_batch": cfg.check_batch,
+                              "tolerance": cfg.tolerance, "files": {}, "max_abs_diff": {}, "seconds": {}}  # fmt: skip
+    jobs = [(GENERATOR_ONNX, G, lambda p: export_generator(G, p, noise=cfg.noise, exporter=cfg.exporter, opset=cfg.opset))]
+    if cfg.view_head:
+        jobs.append((VIEW_HEAD_ONNX, decomposer, lambda p: export_view_head(decomposer, p, exporter=cfg.exporter, opset=cfg.opset)))
+    for name, module, fn in jobs:
+        t0 = time.time()
+        path = fn(out_dir / name)
+        diff = max_abs_difference(module, path, batch=cfg.check_batch, noise=cfg.noise if module is G else "const")
+        report["files"][name] = str(path)
+        report["max_abs_diff"][name] = diff
+        report["seconds"][name] = round(time.time() - t0, 2)
+        if not diff <= cfg.tolerance:
+            raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g} > export.tolerance {cfg.tolerance:g}")
+    return report
+
+
+def export_bundle_onnx(bundle_dir: str | os.PathLike, cfg: ExportConfig | None = None) -> dict[str, Any]:
+    """Add generator.onnx (+ view_head.onnx) to an existing bundle, checked, manifest re-hashed."""
+    cfg = cfg or ExportConfig()
+    bundle = Bundle.load(bundle_dir, device="cpu")
+    report = export_models(bundle.generator, bundle.decomposer if cfg.view_head else None, bundle.path, cfg)
+    add_to_bundle(bundle.path, {name: bundle.path / name for name in report["files"]})
+    write_json(bundle.path / "export_report.json", report)
+    return report
+
+
+def run_export_stage(ctx: Any) -> dict[str, Any]:
+    """Pipeline entry (ctx: facedis_aug.pipeline.StageContext): write run/export/bundle/ from the
+    gan, decompose and directions stages, with the ONNX files when recipe.export.onnx is on."""
+    from ..decompose.model import load_decomposer
+    from ..gan.networks import load_generator
+
+    cfg: ExportConfig = ctx.recipe.export
+    out = Path(ctx.stage_dir("export"))
+    out.mkdir(parents=True, exist_ok=True)
+    sources = {
+        "generator.safetensors": ctx.output_of("gan", "gan.safetensors"),
+        "decomposer.safetensors": ctx.output_of("decompose", "decomposer.safetensors"),
+        "directions.safetensors": ctx.output_of("directions", "directions.safetensors"),
+        "directions.json": ctx.output_of("directions", "directions.json"),
+    }
+    outputs: dict[str, Any] = {}
+    extra: dict[str, Path] = {}
+    if cfg.onnx:
+        # exported on the CPU: the graph is device-independent and the check runs on ONNX's CPU provider
+        with torch.no_grad():
+            G = load_generator(sources["generator.safetensors"], device="cpu")
+            D = load_decomposer(sources["decomposer.safetensors"], device="cpu") if cfg.view_head else None
+            report = export_models(G, D, out, cfg)
+        write_json(out / "export_report.json", report)
+        extra = {name: Path(p) for name, p in report["files"].items()}
+        outputs.update({f"max_abs_diff_{k.split('.')[0]}": v for k, v in report["max_abs_diff"].items()})
+        outputs["export_report"] = "export_report.json"
+    bundle_dir = out / "bundle"
+    recipe = ctx.recipe.to_dict() if hasattr(ctx.recipe, "to_dict") else ctx.recipe
+    base = {**sources, **({GENERATOR_ONNX: extra[GENERATOR_ONNX]} if GENERATOR_ONNX in extra else {})}
+    write_bundle(base, bundle_dir, recipe=recipe)
+    rest = {k: v for k, v in extra.items() if k != GENERATOR_ONNX}
+    if rest:  # write_bundle knows only its own optional files: add the others and re-hash
+        add_to_bundle(bundle_dir, rest)
+    Bundle.load(bundle_dir)  # the folder we hand over must verify
+    outputs["bundle"] = "bundle"
+    outputs["bundle_files"] = sorted(read_json(bundle_dir / MANIFEST)["files"])
+    return outputs

@@ -1,0 +1,117 @@
+"""PoseRebalanced over a tiny image folder: deficit arithmetic, cache, labels, a timm training loop."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from facedis_aug.augment.rebalance import PoseRebalanced
+from facedis_aug.augment.testing import make_tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("b") / "bundle", onnx=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """3 classes x 6 PNG images of 32 px (smooth random colour fields)."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (root / f"person{c}").mkdir()
+        for i in range(6):
+            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((32, 32), Image.BILINEAR).save(root / f"person{c}" / f"{i}.png")
+    return root
+
+
+def _real(folder):
+    return datasets.ImageFolder(str(folder), transform=transforms.ToTensor())
+
+
+def _tv(h):
+    return 0.5 * float(np.abs(np.array(h["fractions"]) - np.array(h["target"])).sum())
+
+
+def test_histogram_reaches_uniform(bundle, folder, tmp_path):
+    ds = PoseRebalanced(_real(folder), bundle, bins=[-90, -45, 0, 45, 90], cache_dir=tmp_path)
+    before, after = ds.histogram_before(), ds.histogram_after()
+    c = np.array(before["counts"])
+    assert c.sum() == 18
+    # known answer: N = max_b c_b / (1/4); every bin is topped up to N / 4
+    n = int(round(c.max() * 4))
+    assert after["counts"] == [n // 4] * 4
+    assert ds.num_synthetic == n - 18 and len(ds) == n
+    assert _tv(before) > 0.5 and _tv(after) < 1e-9  # the random view head puts every real face in one bin
+    png = ds.save_histogram_png(tmp_path / "h.png")
+    assert Image.open(png).size[0] > 100
+    assert "PoseRebalanced(real=18 images / 3 classes" in repr(ds)
+
+
+def test_yaw_of_real_images_is_the_view_head_and_is_cached(bundle, folder, tmp_path):
+    real = _real(folder)
+    ds = PoseRebalanced(real, bundle, bins=4, cache_dir=tmp_path)
+    assert ds.cache_hits == 0
+    from facedis_aug.augment.engine import Engine, open_bundle
+
+    eng = Engine(open_bundle(bundle))
+    x = torch.stack([real[i][0] for i in range(3)]) * 2 - 1
+    np.testing.assert_allclose(ds.real_yaw[:3], eng.view(x)[:, 0].numpy(), atol=1e-4)
+    cache_files = list(tmp_path.glob("yaw_*.json"))
+    assert len(cache_files) == 1 and ds.spec.decomposer_sha256[:16] in cache_files[0].name
+    again = PoseRebalanced(real, bundle, bins=4, cache_dir=tmp_path)
+    assert again.cache_hits == 18
+    np.testing.assert_allclose(again.real_yaw, ds.real_yaw, atol=1e-9)
+    # a changed file is re-estimated (key: path, size, mtime)
+    f = folder / "person0" / "0.png"
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert PoseRebalanced(real, bundle, bins=4, cache_dir=tmp_path).cache_hits == 17
+    # the ONNX view head gives the same yaws
+    onnx = PoseRebalanced(real, bundle, bins=4, backend="onnx")
+    np.testing.assert_allclose(onnx.real_yaw, ds.real_yaw, atol=1e-3)
+
+
+def test_labels_cap_and_target(bundle, folder):
+    real = _real(folder)
+    ds = PoseRebalanced(real, bundle, bins=6, images_per_identity=4, max_synthetic=10)
+    assert ds.num_synthetic == 10 and ds.synthetic.num_identities == 3
+    assert ds.num_classes == 3 + 3
+    labels = [ds[i][1] for i in range(len(ds))]
+    assert labels[:18] == real.targets and set(labels[18:]) == {3, 4, 5}
+    assert _tv(ds.histogram_after()) < _tv(ds.histogram_before())  # capped: moves toward uniform
+    skew = PoseRebalanced(real, bundle, bins=3, yaw_range=(-90, 90), target=[0, 1, 0], max_synthetic=0)
+    assert skew.num_synthetic == 0 and skew.histogram_before()["target"] == [0, 1, 0]
+    with pytest.raises(ValueError, match="weights"):
+        PoseRebalanced(real, bundle, bins=3, target=[1, 1])
+
+
+def test_recognizer_trains_on_rebalanced_folder(bundle, folder):
+    import timm
+
+    torch.manual_seed(0)
+    ds = PoseRebalanced(_real(folder), bundle, bins=4, images_per_identity=4, max_synthetic=30)
+    loader = DataLoader(ds, batch_size=12, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=ds.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    seen_synthetic, losses = 0, []
+    for step, (x, y) in enumerate(loader):
+        assert x.shape[1:] == (3, 32, 32) and y.max() < ds.num_classes
+        seen_synthetic += int((y >= ds.num_real_classes).sum())
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step == 3:
+            break
+    assert all(np.isfinite(losses)) and seen_synthetic > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

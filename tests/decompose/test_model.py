@@ -1,0 +1,103 @@
+"""Decomposer networks: shapes, output ranges and post-processing, mutual confidence, save/load."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facedis_aug.decompose import DecomposeConfig, Decomposer, load_decomposer, save_decomposer
+from facedis_aug.ops import save_safetensors
+from facedis_aug.ops.dataconf import ConfigError, from_dict
+
+TINY = dict(channels=8, bottleneck=16, head_channels=4, conf_channels=4, conf_bottleneck=8)
+
+
+def _tiny(size: int = 32, **kw) -> DecomposeConfig:
+    return DecomposeConfig(image_size=size, **{**TINY, **kw})
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_and_ranges(size):
+    torch.manual_seed(0)
+    cfg = _tiny(size)
+    model = Decomposer(cfg)
+    x = torch.rand(3, 3, size, size) * 2 - 1
+    d = model(x)
+    assert d.view.shape == (3, 6) and d.light.shape == (3, 8)
+    assert d.albedo.shape == (3, 3, size, size) and d.depth.shape == (3, size, size)
+    assert d.conf.shape == (3, 2, size, size) and d.conf_perc.shape == (3, 2, size // 4, size // 4)
+    assert (d.conf > 0).all() and (d.conf_perc > 0).all()
+    assert d.albedo.abs().max() <= 1
+    assert d.depth.min() >= cfg.min_depth and d.depth.max() <= cfg.max_depth
+    assert (d.view[:, 5] == 0).all()  # no z translation
+    assert ((d.light[:, :6] >= 0) & (d.light[:, :6] <= 1)).all()
+    mc, mcp = model.mutual_confidence(x, x.roll(1, 0))
+    assert mc.shape == (3, 2, size, size) and mcp.shape == (3, 2, size // 4, size // 4)
+
+
+def test_view_scaling_reaches_profile_yaw():
+    model = Decomposer(_tiny(pitch_range=30.0, roll_range=20.0))
+    v = model.view_from_raw(torch.tensor([[1.0, 1.0, 1.0, 1.0, -1.0, 1.0]]))
+    torch.testing.assert_close(v, torch.tensor([[30.0, 90.0, 20.0, 0.1, -0.1, 0.0]]))
+
+
+def test_depth_post_processing_is_mean_centred_tanh_with_clamped_border():
+    cfg = _tiny()
+    model = Decomposer(cfg)
+    torch.manual_seed(0)
+    raw = torch.randn(2, 32, 32)
+    d = model.depth_from_raw(raw)
+    torch.testing.assert_close(model.depth_from_raw(raw + 3.0), d)  # only the shape matters, not the offset
+    far = 0.7 * cfg.max_depth + 0.3 * cfg.min_depth
+    assert torch.allclose(d[:, :, :1], torch.tensor(far)) and torch.allclose(d[:, :, -1:], torch.tensor(far))
+    inner = torch.tanh(raw - raw.mean(dim=(1, 2), keepdim=True))
+    expected = (1 + inner) / 2 * cfg.max_depth + (1 - inner) / 2 * cfg.min_depth
+    torch.testing.assert_close(d[:, :, 1:-1], expected[:, :, 1:-1])
+    assert (d[:, :, 1:-1] < far).any()  # the interior is not clamped
+
+
+def test_estimate_view_matches_forward_and_checks_shapes():
+    torch.manual_seed(1)
+    model = Decomposer(_tiny())
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    est = model.estimate_view(x)
+    v = model(x).view
+    torch.testing.assert_close(est["yaw"], v[:, 1])
+    torch.testing.assert_close(est["pitch"], v[:, 0])
+    torch.testing.assert_close(est["roll"], v[:, 2])
+    with pytest.raises(ValueError, match=r"\[B, 3, 32, 32\]"):
+        model(torch.zeros(4, 3, 64, 64))
+    with pytest.raises(ValueError):
+        model.mutual_confidence(x, x[:, :1])
+
+
+def test_widths_are_configurable():
+    small = sum(p.numel() for p in Decomposer(_tiny(64)).parameters())
+    big = sum(p.numel() for p in Decomposer(_tiny(64, channels=16, bottleneck=32)).parameters())
+    assert small < big
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(2)
+    cfg = _tiny(rot_range=80.0, mutual_eps=0.1)
+    model = Decomposer(cfg).eval()
+    path = save_decomposer(model, tmp_path / "decomposer.safetensors")
+    loaded = load_decomposer(path)
+    assert loaded.cfg == cfg
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    a, b = model(x), loaded(x)
+    for name in ("view", "light", "albedo", "depth", "conf", "conf_perc"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+    save_safetensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, metadata={"format": "something else"})
+    with pytest.raises(ValueError, match="not a decomposer"):
+        load_decomposer(tmp_path / "other.safetensors")
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="min_depth"):
+        from_dict(DecomposeConfig, {"min_depth": 1.2, "max_depth": 1.1}, "decompose")
+    with pytest.raises(ConfigError, match="rot_range"):
+        from_dict(DecomposeConfig, {"rot_range": 120.0}, "decompose")
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(DecomposeConfig, {"yaw_range": 90.0}, "decompose")
+    cfg = from_dict(DecomposeConfig, {"vgg_weights": "/x/vgg.pth", "mutual": False}, "decompose")
+    assert cfg.vgg_weights == "/x/vgg.pth" and cfg.mutual is False and cfg.rot_range == 90.0

@@ -1,0 +1,239 @@
+"""Stage 2 losses and training: L1 known values, mutual switch, perceptual file handling, the Sec. 3.4
+yaw augmentation (planted least-squares answers, momentum, switch), loss decrease, resume, outputs."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from facedis_aug.decompose import (
+    DecomposeConfig,
+    Decomposer,
+    PerceptualLoss,
+    Renderer,
+    YawAugmentation,
+    decomposition_loss,
+    load_decomposer,
+    photometric_l1,
+    train_decomposer,
+)
+from facedis_aug.decompose.losses import partners_of, vgg16_relu3_3
+from facedis_aug.ops import save_safetensors
+
+TINY = dict(image_size=32, channels=8, bottleneck=16, head_channels=4, conf_channels=4, conf_bottleneck=8,
+            perceptual_weight=0.0, log_every=1, snapshot_every=1000, checkpoint_every=1000)
+D = 6  # latent size of the toy generator
+
+
+def _cfg(**kw) -> DecomposeConfig:
+    return DecomposeConfig(**{**TINY, "batch": 4, **kw})
+
+
+class ToyGenerator:
+    """A fixed smooth map w [B, D] -> images [B, 3, 32, 32] in [-1, 1]; counts calls, keeps inputs."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(123)
+        self.basis = torch.randn(D, 3, 4, 4, generator=g)
+        self.calls: list[torch.Tensor] = []
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        self.calls.append(w.clone())
+        low = torch.einsum("bd,dchw->bchw", w, self.basis)
+        return torch.tanh(torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=True))
+
+
+def _sampler(gen: ToyGenerator, batch: int = 4, with_w: bool = True):
+    def sample(step: int):
+        w = torch.randn(batch, D, generator=torch.Generator().manual_seed(1000 + step)) + 0.5
+        imgs = torch.tanh(torch.einsum("bd,dchw->bchw", w, gen.basis))
+        imgs = torch.nn.functional.interpolate(imgs, size=32, mode="bilinear", align_corners=True)
+        return imgs, (w if with_w else None)
+
+    return sample
+
+
+def test_photometric_l1_known_values():
+    recon = torch.zeros(1, 3, 4, 4)
+    target = torch.full((1, 3, 4, 4), 0.5)
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[:, :2] = True
+    target[:, :, 2:] = 100.0  # masked out: must not count
+    sigma = torch.ones(1, 1, 4, 4)
+    assert photometric_l1(recon, target, sigma, mask).item() == pytest.approx(0.5 * math.sqrt(2), rel=1e-5)
+    assert photometric_l1(recon, target, 2 * sigma, mask).item() == pytest.approx(0.5 * math.sqrt(2) / 2 + math.log(2), rel=1e-5)
+
+
+def test_partners_are_other_images_of_the_batch():
+    x = torch.arange(5.0)
+    assert partners_of(x).tolist() == [4.0, 0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("mutual", [True, False])
+def test_mutual_switch_changes_what_is_computed(mutual):
+    torch.manual_seed(0)
+    cfg = _cfg(mutual=mutual, mutual_eps=0.3)
+    model = Decomposer(cfg)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = decomposition_loss(cfg, model, Renderer(32), x)
+    out.total.backward()
+    # (its perceptual head is idle here: no VGG weights in this test)
+    grads = [p.grad for m in (model.net_mutual_conf.trunk, model.net_mutual_conf.up) for p in m.parameters()]
+    if mutual:
+        assert out.terms["total"] == pytest.approx(0.7 * out.terms["recon"] + 0.3 * out.terms["mutual_recon"], rel=1e-5)
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    else:
+        assert "mutual_recon" not in out.terms and out.terms["total"] == pytest.approx(out.terms["recon"])
+        assert all(g is None for g in grads)
+
+
+def test_mutual_branch_renders_the_partners_albedo_and_depth():
+    """L~_recon = C~(I, I')^T |I - R(view, light, albedo', depth')|: recomputed here by hand."""
+    torch.manual_seed(0)
+    cfg = _cfg(mutual=True)
+    model, r = Decomposer(cfg), Renderer(32)
+    with torch.no_grad():  # at init albedo and depth hardly depend on the input; make them differ
+        model.net_albedo.net[-1].weight.mul_(30.0)
+        model.net_depth.net[-1].weight.mul_(30.0)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = decomposition_loss(cfg, model, r, x)
+    d = model(x)
+    idx = [3, 0, 1, 2]  # partner of image i is image i - 1
+    assert (d.albedo[idx] - d.albedo).abs().max() > 0.1
+    conf, _ = model.net_mutual_conf(torch.cat([x, x[idx]], 1))
+    direct = r.reconstruct(d.albedo[idx], d.depth[idx], d.light, d.view)
+    flipped = r.reconstruct(d.albedo[idx].flip(3), d.depth[idx].flip(2), d.light, d.view)
+    mask = direct.mask & flipped.mask
+    assert out.terms["mutual_l1"] == pytest.approx(photometric_l1(direct.image, x, conf[:, :1], mask).item(), rel=1e-6)
+    assert out.terms["mutual_l1_flip"] == pytest.approx(photometric_l1(flipped.image, x, conf[:, 1:], mask).item(), rel=1e-6)
+    # without the swap the value differs by far more than the tolerance above
+    own = r.reconstruct(d.albedo, d.depth, d.light, d.view)
+    no_swap = photometric_l1(own.image, x, conf[:, :1], own.mask & r.reconstruct(d.albedo.flip(3), d.depth.flip(2), d.light, d.view).mask).item()
+    assert abs(no_swap - out.terms["mutual_l1"]) > 1e-3 * abs(no_swap)
+
+
+def test_perceptual_loss_from_local_file_only(tmp_path, capsys):
+    missing = PerceptualLoss(str(tmp_path / "vgg16.safetensors"))
+    line = capsys.readouterr().out.strip()
+    assert not missing.available and line.count("\n") == 0 and "perceptual loss skipped" in line and "never downloaded" in line
+    torch.manual_seed(0)
+    vgg = vgg16_relu3_3()
+    save_safetensors(tmp_path / "vgg16.safetensors", {f"features.{k}": v for k, v in vgg.state_dict().items()})
+    loss = PerceptualLoss(str(tmp_path / "vgg16.safetensors"))
+    assert loss.available
+    cfg = _cfg(perceptual_weight=1.0, mutual=False)
+    model = Decomposer(cfg)
+    out = decomposition_loss(cfg, model, Renderer(32), torch.rand(4, 3, 32, 32) * 2 - 1, loss)
+    assert math.isfinite(out.terms["perc"]) and math.isfinite(out.terms["perc_flip"])
+    out.total.backward()
+    assert model.net_conf.perc_head[0].weight.grad.abs().sum() > 0  # the 8x8 confidence is trained
+    # same image, zero feature difference: loss is log(sigma) only
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    sigma = torch.full((2, 1, 8, 8), 2.0)
+    assert loss(x, x, sigma, torch.ones(2, 32, 32, dtype=torch.bool)).item() == pytest.approx(math.log(2.0), rel=1e-4)
+
+
+def test_yaw_augmentation_fits_planted_direction_with_momentum():
+    cfg = _cfg(aug_buffer=60, aug_momentum=0.995)
+    aug = YawAugmentation(cfg, D)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(D, generator=g), torch.randn(D, generator=g)
+    w = torch.randn(D, generator=g)[None] + torch.randn(50, D, generator=g)
+    aug.record(w[:6], (w[:6] @ a) * 10.0 + 3.0)
+    assert not aug.update() and aug.v is None  # N = 6 <= d: no fit yet
+    aug.record(w[6:], (w[6:] @ a) * 10.0 + 3.0)  # the offset does not matter: pairs are differences
+    assert aug.update() and aug.updates == 1
+    torch.testing.assert_close(aug.v, a / a.norm(), atol=1e-5, rtol=0)
+    assert aug.sigma == pytest.approx(float((aug.w @ aug.v).std()), rel=1e-6)
+    v1 = aug.v.clone()
+    w2 = torch.randn(60, D, generator=g)
+    aug.record(w2, w2 @ b)  # buffer (60) now holds only the new pairs
+    assert aug.w.shape == (60, D)
+    aug.update()
+    blend = 0.995 * v1 + 0.005 * b / b.norm()
+    torch.testing.assert_close(aug.v, blend / blend.norm(), atol=1e-5, rtol=0)
+    s_w, s = aug.edit(w2[:5], torch.Generator().manual_seed(1))
+    assert (s.abs() <= cfg.aug_range).all()
+    torch.testing.assert_close(s_w @ aug.v, s * aug.sigma, atol=1e-4, rtol=1e-4)  # Eq. 4
+    with pytest.raises(ValueError, match="aug_buffer"):
+        YawAugmentation(_cfg(aug_buffer=D), D)
+
+
+@pytest.mark.parametrize("yaw_aug", [True, False])
+def test_yaw_aug_switch_in_training(tmp_path, yaw_aug):
+    gen = ToyGenerator()
+    cfg = _cfg(yaw_aug=yaw_aug, iterations=22, aug_buffer=16, aug_share=0.5, mutual=False)
+    train_decomposer(cfg, _sampler(gen), tmp_path, seed=0, generator=gen)
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in stats] == list(range(22))
+    if yaw_aug:
+        updated = [r["step"] for r in stats if r["v_yaw_updated"]]
+        assert updated == [10, 20]  # buffer > d from step 2; refreshed only on multiples of aug_every
+        assert all(r["n_aug"] == 0 for r in stats if r["step"] < 10)
+        assert all(r["n_aug"] == 2 for r in stats if r["step"] >= 10)
+        assert len(gen.calls) == 12 and all(c.shape == (2, D) for c in gen.calls)
+        assert stats[-1]["v_yaw_updates"] == 2 and stats[-1]["sigma_w"] > 0
+    else:
+        assert not gen.calls and all(r["n_aug"] == 0 for r in stats) and "v_yaw_updates" not in stats[-1]
+
+
+def test_yaw_aug_needs_w(tmp_path, capsys):
+    gen = ToyGenerator()
+    train_decomposer(_cfg(iterations=3, mutual=False), _sampler(gen, with_w=False), tmp_path, seed=0, generator=gen)
+    assert not gen.calls and "yaw augmentation off" in capsys.readouterr().out
+
+
+def test_losses_decrease_on_a_tiny_problem(tmp_path):
+    torch.manual_seed(0)
+    # a fixed batch rendered by the image model itself: smooth depth, two-tone albedo, some yaw
+    r = Renderer(32)
+    v, u = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    depth = (1.0 - 0.08 * torch.exp(-(u**2 + v**2) * 3)).expand(4, 32, 32)
+    albedo = torch.stack([0.6 * (u > 0) - 0.3, 0.2 * v, -0.2 + 0 * u])[None].expand(4, -1, -1, -1)
+    light = torch.tensor([[0.4, 0.4, 0.4, 0.6, 0.6, 0.6, 0.2, -0.1]]).expand(4, 8)
+    view = torch.zeros(4, 6)
+    view[:, 1] = torch.tensor([-30.0, -10.0, 10.0, 30.0])
+    images = r.reconstruct(albedo, depth, light, view).image.clamp(-1, 1).detach()
+    cfg = _cfg(iterations=30, lr=2e-3, yaw_aug=False)
+    train_decomposer(cfg, lambda step: (images, None), tmp_path, seed=0)
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    for key in ("total", "l1", "mutual_l1"):
+        first = sum(s[key] for s in stats[:5]) / 5
+        last = sum(s[key] for s in stats[-5:]) / 5
+        assert all(math.isfinite(s[key]) for s in stats)
+        assert last < first - 0.05, (key, first, last)
+
+
+def test_checkpoint_resume_repeats_an_uninterrupted_run(tmp_path):
+    gen = ToyGenerator()
+    base = dict(aug_buffer=8, aug_every=2, aug_share=0.5, checkpoint_every=2)
+    full = train_decomposer(_cfg(iterations=6, **base), _sampler(gen), tmp_path / "a", seed=3, generator=gen)
+    # interrupted after 4 steps, then resumed by a second call with the full length
+    train_decomposer(_cfg(iterations=4, **base), _sampler(gen), tmp_path / "b", seed=3, generator=gen)
+    resumed = train_decomposer(_cfg(iterations=6, **base), _sampler(gen), tmp_path / "b", seed=3, generator=gen)
+    a, b = load_decomposer(full).state_dict(), load_decomposer(resumed).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    stats_b = [json.loads(line)["step"] for line in (tmp_path / "b" / "stats.jsonl").read_text().splitlines()]
+    assert stats_b == list(range(6))  # no step repeated or skipped
+    n_calls = len(gen.calls)
+    train_decomposer(_cfg(iterations=6, **base), _sampler(gen), tmp_path / "b", seed=3, generator=gen)
+    assert len(gen.calls) == n_calls  # a finished run is not trained again
+
+
+def test_outputs_snapshot_and_weights(tmp_path):
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=2, snapshot_every=1, yaw_aug=False)
+    path = train_decomposer(cfg, _sampler(gen), tmp_path, seed=0)
+    assert path == tmp_path / "decomposer.safetensors" and load_decomposer(path).cfg == cfg
+    snaps = sorted((tmp_path / "snapshots").glob("*.png"))
+    assert [p.name for p in snaps] == ["decompose_000000.png", "decompose_000001.png"]
+    w, h = Image.open(snaps[0]).size
+    pad = 2
+    assert (w, h) == (11 * (32 + pad) + pad, 4 * (32 + pad) + pad)  # 4 faces x (4 panels + 7 yaws)
+    with pytest.raises(ValueError, match="batch"):
+        train_decomposer(_cfg(iterations=3, batch=8), _sampler(gen), tmp_path / "c", seed=0)

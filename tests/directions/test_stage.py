@@ -1,0 +1,266 @@
+"""Stage 3 end to end on stand-ins with KNOWN answers.
+
+The stand-in generator is linear (w = A z + b) and paints w into the image; the stand-in decomposer
+reads w back and returns semantics and canonical maps that are planted linear functions of w. So the
+true univariate gradients, sigma_w, the calibration and J* are known exactly, and J* is planted as
+a sparse, localized factorisation U V^T whose components the stage must find and place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from facedis_aug.directions.config import DirectionsConfig
+from facedis_aug.directions.jacobian import canonical_scales, canonical_stack, jacobian_from_samples, learn_jacobian
+from facedis_aug.directions.semantics import SEMANTICS, learn_univariate, measure_semantics, resize_for_decomposer
+from facedis_aug.directions.stage import compute_directions, region_masks
+from facedis_aug.ops.io import load_safetensors, read_json
+
+D = 8  # latent size of the stand-ins
+SIZE = 64  # canonical map side
+
+
+class _Mapping(nn.Module):
+    def __init__(self, A: Tensor, b: Tensor):
+        super().__init__()
+        self.register_buffer("A", A)
+        self.register_buffer("b", b)
+        self.register_buffer("w_avg", b.clone())
+        self.z_dim, self.w_dim = A.shape[1], A.shape[0]
+
+    def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
+        w = z @ self.A.T + self.b
+        return self.w_avg.lerp(w, truncation_psi) if truncation_psi != 1.0 else w
+
+
+class _Synthesis(nn.Module):
+    """Writes w / 8 into the first d values of the image (the rest is 0)."""
+
+    def __init__(self, w_dim: int, resolution: int):
+        super().__init__()
+        self.w_dim, self.resolution = w_dim, resolution
+
+    def forward(self, w: Tensor, noise_mode: str = "const") -> Tensor:
+        img = torch.zeros(w.shape[0], 3 * self.resolution**2, dtype=w.dtype, device=w.device)
+        img[:, : self.w_dim] = w / 8
+        return img.view(-1, 3, self.resolution, self.resolution)
+
+
+class StandInG(nn.Module):
+    """Same interface as gan.networks.Generator: mapping, synthesis, z_dim, w_dim."""
+
+    def __init__(self, seed: int = 0, z_dim: int = D, w_dim: int = D, resolution: int = SIZE):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.mapping = _Mapping(0.7 * torch.randn(w_dim, z_dim, generator=g), 0.3 * torch.randn(w_dim, generator=g))
+        self.synthesis = _Synthesis(w_dim, resolution)
+        self.z_dim, self.w_dim, self.resolution = z_dim, w_dim, resolution
+        self.anchor = nn.Parameter(torch.zeros(1))  # so next(G.parameters()) names the device
+
+
+@dataclass
+class _Out:
+    view: Tensor
+    light: Tensor
+    albedo: Tensor
+    depth: Tensor
+
+
+def planted_factorisation(d: int = D, seed: int = 1) -> tuple[Tensor, Tensor, list[str]]:
+    """Sparse U_true [S, 4] (disjoint blobs: 3 on the face, 1 in the background corner) and
+    orthonormal V_true [d, 4]; returns (U, V, the true region of each component)."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    blobs = [(22, 24, 0, 1.0), (22, 40, 1, 0.8), (44, 32, 3, 0.6), (4, 4, 2, 0.45)]  # row, col, channel, amplitude
+    U = torch.zeros(4, SIZE, SIZE, 4, dtype=torch.float64)
+    for p, (r, c, ch, amp) in enumerate(blobs):
+        U[ch, :, :, p] = amp * ((y - r).abs() <= 3) * ((x - c).abs() <= 3)
+    V, _ = torch.linalg.qr(torch.randn(d, 4, generator=g, dtype=torch.float64))
+    return U.reshape(-1, 4), V, ["face", "face", "face", "background"]
+
+
+class StandInDecomposer(nn.Module):
+    """Reads w back from the stand-in image and returns planted linear semantics and maps."""
+
+    def __init__(self, d: int = D, seed: int = 2):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        Av = torch.randn(6, d, generator=g, dtype=torch.float64) * torch.tensor([4.0, 10.0, 2.0, 0.05, 0.05, 0.0])[:, None]
+        self.register_buffer("Av", Av)  # tz row is 0: the semantic never moves (like unsup3d's tz)
+        self.register_buffer("cv", torch.tensor([1.0, -3.0, 0.5, 0.0, 0.0, 0.0], dtype=torch.float64))
+        self.register_buffer("Al", 0.1 * torch.randn(8, d, generator=g, dtype=torch.float64))
+        self.register_buffer("cl", torch.full((8,), 0.5, dtype=torch.float64))
+        U, V, _ = planted_factorisation(d)
+        self.register_buffer("J", U @ V.T)  # [S, d] raw (albedo and depth units)
+        self.image_size = SIZE
+        self.d = d
+
+    def forward(self, img: Tensor) -> _Out:
+        assert img.shape[-1] == SIZE
+        w = img.flatten(1)[:, : self.d].double() * 8
+        maps = (w @ self.J.T).view(-1, 4, SIZE, SIZE) + 0.5
+        return _Out(view=(w @ self.Av.T + self.cv).float(), light=(w @ self.Al.T + self.cl).float(),
+                    albedo=maps[:, :3].float(), depth=maps[:, 3].float())  # fmt: skip
+
+
+def tiny_cfg(**kw) -> DirectionsConfig:
+    base = dict(num_pairs=48, num_samples=4000, jacobian_pairs=48, P=6, alpha=0.02, beta=1.0,
+                solver="fast", iterations=40, num_clusters=2, seed=0)  # fmt: skip
+    base.update(kw)
+    return DirectionsConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory) -> tuple[Path, dict, StandInG, StandInDecomposer]:
+    torch.manual_seed(0)
+    G, Dec = StandInG(), StandInDecomposer()
+    out = tmp_path_factory.mktemp("directions")
+    outputs = compute_directions(G, Dec, tiny_cfg(), out, batch_size=32, say=lambda s: None)
+    return out, outputs, G, Dec
+
+
+def _true_sigma(G: StandInG, v: Tensor) -> float:
+    A = G.mapping.A.double()
+    return float(torch.sqrt(v.double() @ A @ A.T @ v.double()))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_planted_univariate_direction_recovered_end_to_end(stage_run):
+    out, outputs, G, Dec = stage_run
+    dirs, _ = load_safetensors(out / outputs["directions"])
+    info = read_json(out / outputs["info"])["directions"]
+    for j, name in enumerate(SEMANTICS[:6]):
+        a = Dec.Av[j]
+        if name == "tz":  # never moves: no direction, flagged, and not in the safetensors
+            assert name not in dirs and info[name]["valid"] is False
+            continue
+        v = dirs[name].double()
+        assert abs(float(v.norm()) - 1) < 1e-5
+        assert float(v @ a / a.norm()) > 0.99, name  # same direction AND sign (s > 0 raises the semantic)
+        assert info[name]["r2"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_sigma_and_calibration_match_the_planted_world(stage_run):
+    out, outputs, G, Dec = stage_run
+    dirs, _ = load_safetensors(out / outputs["directions"])
+    e = read_json(out / outputs["info"])["directions"]["yaw"]
+    v = dirs["yaw"].double()
+    sigma = _true_sigma(G, v)
+    assert e["sigma"] == pytest.approx(sigma, rel=0.05)  # 4000 samples: std error ~1.1 %
+    assert e["units_per_sigma"] == pytest.approx(float(Dec.Av[1].norm()) * e["sigma"], rel=1e-5)
+    assert e["intercept"] == pytest.approx(float(Dec.cv[1]), abs=1e-4)
+    assert e["unit"] == "degrees"
+    # the calibration predicts what an Eq. 4 edit does to the measured yaw
+    from facedis_aug.ops.linear import edit_latent
+
+    w = G.mapping(torch.randn(5, D, generator=torch.Generator().manual_seed(9)))
+    s = torch.tensor([-4.0, -1.0, 0.0, 2.5, 4.0])
+    yaw = measure_semantics(Dec, G.synthesis(edit_latent(w, v.float(), s, e["sigma"])))[:, 1]
+    torch.testing.assert_close(yaw.double(), e["intercept"] + e["units_per_sigma"] * s.double(), atol=1e-3, rtol=1e-4)
+
+
+def test_jacobian_of_planted_linear_map_recovered():
+    G, Dec = StandInG(), StandInDecomposer()
+    z = torch.randn(96, D, generator=torch.Generator().manual_seed(3))
+    w = G.mapping(z)
+    out = Dec(G.synthesis(w))
+    maps = canonical_stack(out.albedo, out.depth)
+    res = jacobian_from_samples(w, maps, chunk=5000)  # chunk not dividing S: exercises the tail
+    scales = res["scales"]
+    per_row = torch.cat([scales[0].repeat(3 * SIZE * SIZE), scales[1].repeat(SIZE * SIZE)])
+    torch.testing.assert_close(res["J"].double() * per_row[:, None], Dec.J, atol=2e-4, rtol=1e-3)
+    # pixels that move are fitted exactly; pixels that never move have no R^2
+    moving = Dec.J.abs().sum(1) > 0
+    assert torch.all(res["r2"][moving] > 0.9999) and torch.isnan(res["r2"][~moving]).all()
+    # normalisation: albedo untouched, depth brought to the albedo's pooled std
+    from facedis_aug.directions.jacobian import normalise_maps
+
+    assert float(scales[0]) == 1.0
+    s2 = canonical_scales(normalise_maps(maps, scales))
+    torch.testing.assert_close(s2, torch.ones(2, dtype=torch.float64), atol=1e-5, rtol=0)
+    # the sampling wrapper (generate -> decompose -> regress) gives the same planted J
+    res2 = learn_jacobian(G, Dec, num_pairs=24, seed=1, batch_size=16)
+    per_row2 = torch.cat([res2["scales"][0].repeat(3 * SIZE * SIZE), res2["scales"][1].repeat(SIZE * SIZE)])
+    torch.testing.assert_close(res2["J"].double() * per_row2[:, None], Dec.J, atol=2e-4, rtol=1e-3)
+
+
+def test_canonical_scales_known_values():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.cat([0.5 * torch.randn(4000, 3, 2, 2, generator=g), 0.02 * torch.randn(4000, 1, 2, 2, generator=g)], 1)
+    torch.testing.assert_close(canonical_scales(maps), torch.tensor([1.0, 0.04], dtype=torch.float64), rtol=0.03, atol=0)
+    # a group that never varies is left alone
+    assert canonical_scales(torch.cat([maps[:, :3], torch.ones(4000, 1, 2, 2)], 1))[1] == 1.0
+
+
+def test_localized_components_found_placed_and_clustered(stage_run):
+    out, outputs, G, Dec = stage_run
+    info = read_json(out / outputs["info"])
+    dirs, _ = load_safetensors(out / outputs["directions"])
+    local = {k: v for k, v in info["directions"].items() if v["kind"] == "local"}
+    _, V_true, regions = planted_factorisation()
+    assert info["localized"]["kept"] == len(local) == 4  # the P - 4 spare components are pruned
+    for p in range(4):
+        cos = {k: abs(float(dirs[k].double() @ V_true[:, p])) for k in local}
+        best = max(cos, key=cos.get)
+        assert cos[best] > 0.95, (p, cos)
+        assert local[best]["region"] == regions[p]
+        assert abs(float(dirs[best].norm()) - 1) < 1e-5
+    assert info["localized"]["outside_face"] == 1 and info["localized"]["background"] == 1
+    assert {e["cluster"] for e in local.values()} <= {0, 1}
+    makeup = info["localized"]["clusters"]
+    assert sum(c["size"] for c in makeup.values()) == 4 and sum(c["background"] for c in makeup.values()) == 1
+    for c in makeup.values():
+        assert c["size"] == c["face"] + c["around"] + c["background"]
+    # local_000 is the strongest component
+    norms = [local[k]["u_norm"] for k in sorted(local)]
+    assert norms == sorted(norms, reverse=True)
+    assert all(local[k]["sigma"] == pytest.approx(_true_sigma(G, dirs[k]), rel=0.05) for k in local)
+
+
+def test_stage_writes_pictures_and_resumes(stage_run, tmp_path):
+    out, outputs, G, Dec = stage_run
+    from PIL import Image
+
+    for key in ("strips_univariate", "strips_local", "dendrogram", "components"):
+        with Image.open(out / outputs[key]) as im:
+            assert im.format == "PNG" and im.size[0] > 64 and im.size[1] > 32, key
+    # univariate strips: 13 valid semantics x 2 faces rows, 9 columns of s
+    with Image.open(out / outputs["strips_univariate"]) as im:
+        assert im.size[1] > 13 * 2 * SIZE
+    # a re-run with the same settings reuses both checkpoints and gives identical directions
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in ("regression.safetensors", "localized.safetensors")}
+    compute_directions(G, Dec, tiny_cfg(), out, batch_size=32, pictures=False, say=lambda s: None)
+    assert mtimes == {n: (out / n).stat().st_mtime_ns for n in mtimes}
+    # changed settings are not served from the checkpoint
+    compute_directions(G, Dec, tiny_cfg(P=5), out, batch_size=32, pictures=False, say=lambda s: None)
+    assert (out / "localized.safetensors").stat().st_mtime_ns != mtimes["localized.safetensors"]
+
+
+def test_univariate_needs_more_pairs_than_dims():
+    with pytest.raises(ValueError, match="exceed"):
+        learn_univariate(StandInG(), StandInDecomposer(), num_pairs=D, num_sigma_samples=10)
+    with pytest.raises(ValueError, match="jacobian_pairs"):
+        compute_directions(StandInG(), StandInDecomposer(), tiny_cfg(jacobian_pairs=D), Path("/nonexistent-never-written"),
+                           say=lambda s: None)  # fmt: skip
+
+
+def test_learn_univariate_standalone_and_resize():
+    res = learn_univariate(StandInG(), StandInDecomposer(), num_pairs=40, num_sigma_samples=200, seed=5, batch_size=16)
+    assert set(res["directions"]) == set(SEMANTICS) - {"tz"}
+    # resize: a 32 px image becomes 64 px, a 128 px one is area-averaged (constant stays constant)
+    x = torch.full((2, 3, 128, 128), 0.25)
+    assert resize_for_decomposer(x).shape == (2, 3, 64, 64) and torch.allclose(resize_for_decomposer(x), torch.tensor(0.25))
+    assert resize_for_decomposer(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 64, 64)
+
+
+def test_region_masks_are_nested_ellipses():
+    face, around = region_masks(SIZE)
+    assert face[SIZE // 2, SIZE // 2] and not face[0, 0] and not around[0, 0]
+    assert not (face & around).any()
+    assert around[SIZE // 2, int(SIZE * 0.85)] and not face[SIZE // 2, int(SIZE * 0.85)]
