@@ -30,6 +30,12 @@ _PUBLIC = {
     "write_bundle": "facedis_aug.directions.bundle",
     "draw_strips": "facedis_aug.directions.pictures",
     "GanMetrics": "facedis_aug.gan.metrics",
+    "SyntheticPoseFaces": "facedis_aug.augment.synthetic",
+    "PoseRebalanced": "facedis_aug.augment.rebalance",
+    "PoseExtrapolate": "facedis_aug.augment.transforms",
+    "AlbuPoseExtrapolate": "facedis_aug.augment.transforms",
+    "load_generator": "facedis_aug.gan.networks",
+    "generate": "facedis_aug.gan.networks",
     "MetricsConfig": "facedis_aug.gan.metrics",
 }
 

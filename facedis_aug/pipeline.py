@@ -47,11 +47,56 @@ class StageContext:
 StageFn = Callable[[StageContext], dict[str, Any]]
 
 
-def _not_yet(issue: int) -> StageFn:
-    def run(ctx: StageContext) -> dict[str, Any]:
-        raise NotImplementedError(f"not implemented yet (issue {issue})")
+def _gan_stage(ctx: StageContext) -> dict[str, Any]:
+    from .data.stream import make_source, training_batches
+    from .gan.train import train_gan
 
-    return run
+    recipe = ctx.recipe
+    cfg = recipe.gan
+    source = make_source(recipe.data, cfg.resolution)
+
+    def make_batches(start_step: int, rank: int, world_size: int):
+        return training_batches(
+            source, cfg.batch, seed=recipe.run.seed, start_step=start_step, rank=rank,
+            world_size=world_size, num_workers=recipe.data.num_workers,
+        )
+
+    path = train_gan(cfg, make_batches, ctx.stage_dir("gan"), seed=recipe.run.seed, device=ctx.device)
+    return {"weights": str(path.relative_to(ctx.run_dir))}
+
+
+def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
+    """Train the decomposer on the stage-1 generator's faces, keeping each face's w (paper Sec. 3.2-3.4)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .decompose.train import train_decomposer
+    from .gan.networks import load_generator
+
+    recipe, cfg = ctx.recipe, ctx.recipe.decompose
+    G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
+    size = cfg.image_size
+
+    @torch.no_grad()
+    def synthesize(w: torch.Tensor) -> torch.Tensor:  # w [B, d] -> faces [B, 3, size, size] in [-1, 1]
+        img = G.synthesis(w, noise_mode="const")
+        if img.shape[-1] != size:  # paper Sec. 4: all generations are resized to 64x64
+            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return img.clamp(-1, 1)
+
+    @torch.no_grad()
+    def sampler(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # a pure function of (seed, step), so a resumed run sees the batches an uninterrupted one sees
+        gen = torch.Generator().manual_seed(recipe.run.seed * 1_000_003 + step)
+        z = torch.randn(cfg.batch, G.z_dim, generator=gen).to(ctx.device)
+        w = G.mapping(z)
+        return synthesize(w), w
+
+    path = train_decomposer(
+        cfg, sampler, ctx.stage_dir("decompose"), seed=recipe.run.seed, device=ctx.device,
+        generator=synthesize if cfg.yaw_aug else None,
+    )
+    return {"weights": str(path.relative_to(ctx.run_dir))}
 
 
 def _directions_stage(ctx: StageContext) -> dict[str, Any]:
@@ -60,13 +105,19 @@ def _directions_stage(ctx: StageContext) -> dict[str, Any]:
     return run_directions_stage(ctx)
 
 
+def _export_stage(ctx: StageContext) -> dict[str, Any]:
+    from .export.stage import run_export_stage
+
+    return run_export_stage(ctx)
+
+
 def stage_functions() -> dict[str, StageFn]:
     """Stage name -> function. Imported lazily so one stage's dependencies never slow another."""
     return {
-        "gan": _not_yet(3),
-        "decompose": _not_yet(4),
+        "gan": _gan_stage,
+        "decompose": _decompose_stage,
         "directions": _directions_stage,
-        "export": _not_yet(6),
+        "export": _export_stage,
     }
 
 
@@ -124,7 +175,7 @@ def write_data_preview(recipe: Recipe, path: Path) -> Path:
 
 
 def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
-    """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped' | 'not implemented'."""
+    """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_same_recipe(run_dir, recipe)
@@ -156,11 +207,6 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
         t0 = time.time()
         try:
             outputs = functions[stage](ctx)
-        except NotImplementedError as e:
-            say(f"[{stage}] {e}; stopping here")
-            log.log(event="not_implemented", stage=stage, message=str(e), time=time.time())
-            status[stage] = "not implemented"
-            break
         except BaseException as e:
             log.log(event="failed", stage=stage, error=f"{type(e).__name__}: {e}", time=time.time())
             raise

@@ -9,6 +9,7 @@ from typing import Literal, Optional
 class SyntheticConfig:
     """The built-in procedural face world (`facedis_aug.SyntheticFaces`)."""
 
+    num_images: int = 100_000  # size of the training set drawn from the (endless) world: one epoch
     num_identities: int = 1000  # distinct people drawn from the world
     pose: Literal["uniform", "casia", "fixed"] = "casia"
     yaw_range: float = 90.0  # degrees; |yaw| never exceeds this

@@ -206,8 +206,10 @@ def _loader_stream(
         yield _to_model_range(images, b)
 
 
-def make_source(data_cfg: DataConfig, resolution: int, num_images: int) -> Any:
+def make_source(data_cfg: DataConfig, resolution: int, num_images: int | None = None) -> Any:
     """Build the recipe's data source: `SyntheticFaces(num_images, ...)` or `ImageFolderFaces(path, ...)`.
+
+    `num_images` (synthetic only) defaults to `data.synthetic.num_images`.
 
     Pass `data_cfg.num_workers` to `training_batches` (it only matters for folders).
     """
@@ -215,7 +217,7 @@ def make_source(data_cfg: DataConfig, resolution: int, num_images: int) -> Any:
     if data_cfg.source == "synthetic":
         from .synthetic import SyntheticFaces  # imported here: the folder path must not need it
 
-        num_images = _check_int("num_images", num_images, 1)
+        num_images = _check_int("num_images", data_cfg.synthetic.num_images if num_images is None else num_images, 1)
         return SyntheticFaces.from_config(data_cfg.synthetic, num_images, resolution)
     if data_cfg.source == "folder":
         if not data_cfg.path:

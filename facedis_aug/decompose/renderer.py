@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+# z-buffer candidates (triangle, pixel) held at once; ~140 bytes each at the peak
+MAX_CANDIDATES = 2_000_000
+
+
 def rotation_matrix(angles: Tensor) -> Tensor:
     """angles [B, 3] = (pitch, yaw, roll) in degrees -> R [B, 3, 3] with the signs of the module doc."""
     if angles.ndim != 2 or angles.shape[1] != 3:
@@ -120,8 +124,8 @@ class Renderer(nn.Module):
         w.r.t. the vertices; rot-centre depth where uncovered) and covered [B, H, W] bool.
 
         Each triangle enumerates the pixels of its own bounding box (variable count per triangle, so
-        long thin triangles at steep yaw cost only their box); the nearest candidate per pixel wins
-        via scatter_reduce('amin'); the winners' barycentrics are then recomputed with autograd.
+        long thin triangles at steep yaw cost only their box); the nearest candidate per pixel (largest
+        1/z) wins via scatter_reduce('amax'); the winners' barycentrics are then recomputed with autograd.
         """
         b, h, w, _ = view_points.shape
         faces = grid_faces(h, w, view_points.device)
@@ -173,10 +177,35 @@ class Renderer(nn.Module):
         izu, izv = (iz1 - iz0) * b1u + (iz2 - iz0) * b2u, (iz1 - iz0) * b1v + (iz2 - iz0) * b2v
         table = torch.stack([u[0], v[0], b1u, b1v, b2u, b2v, izu, izv, iz0])  # [9, B*T]
         itab = torch.stack([x0, y0, bw])  # [3, B*T]
+        # batch items never share pixels: z-buffer them in chunks that bound the candidate memory
+        # (a rough depth map seen at 90 degrees can draw ~300k candidates per 64x64 image)
+        n_tri = corner.shape[1] // b
+        per_item = count.view(b, n_tri).sum(1).tolist()
+        tri_ids: list[Tensor] = []
+        pix_ids: list[Tensor] = []
+        first, acc = 0, 0
+        for i, n in enumerate(per_item):
+            if acc and acc + n > MAX_CANDIDATES:
+                self._zbuffer(table, itab, count, first, i, n_tri, h, w, tri_ids, pix_ids)
+                first, acc = i, 0
+            acc += n
+        self._zbuffer(table, itab, count, first, b, n_tri, h, w, tri_ids, pix_ids)
+        return torch.cat(tri_ids), torch.cat(pix_ids)
+
+    @staticmethod
+    def _zbuffer(table: Tensor, itab: Tensor, count: Tensor, item0: int, item1: int, n_tri: int, h: int, w: int,
+                 tri_ids: list[Tensor], pix_ids: list[Tensor]) -> None:
+        """Z-buffer the triangles of batch items item0..item1-1; append the winners' triangle and pixel ids."""
+        t0, t1 = item0 * n_tri, item1 * n_tri
+        count = count[t0:t1]
+        total = int(count.sum())
+        if total == 0:
+            return
+        device = count.device
         # one candidate per (triangle, pixel of its bounding box); counts vary per triangle
-        cand = torch.repeat_interleave(torch.arange(count.numel(), device=verts.device), count)
+        cand = torch.repeat_interleave(torch.arange(t0, t1, device=device), count)
         start = torch.cumsum(count, 0) - count
-        local = torch.arange(total, device=verts.device) - start.index_select(0, cand)
+        local = torch.arange(total, device=device) - start.index_select(0, cand - t0)
         # (one 1-D gather per column is several times faster than gathering rows of a table)
         cx0, cy0, cbw = (col.index_select(0, cand) for col in itab)
         pu, pv = cx0 + local % cbw, cy0 + local // cbw
@@ -188,16 +217,18 @@ class Renderer(nn.Module):
         tol = -1e-6
         inside = (bb1 >= tol) & (bb2 >= tol) & (1.0 - bb1 - bb2 >= tol)
         inv_z = torch.where(inside, inv_z, torch.full_like(inv_z, -float("inf")))
-        pix = torch.div(cand, corner.shape[1] // b, rounding_mode="floor") * (h * w) + pv * w + pu
-        zbuf = torch.full((b * h * w,), -float("inf"), dtype=inv_z.dtype, device=inv_z.device)
+        hw = h * w
+        pix = (torch.div(cand, n_tri, rounding_mode="floor") - item0) * hw + pv * w + pu  # chunk-local
+        zbuf = torch.full(((item1 - item0) * hw,), -float("inf"), dtype=inv_z.dtype, device=device)
         zbuf.scatter_reduce_(0, pix, inv_z, "amax")  # nearest = largest 1/z
         # among inside candidates at the minimum depth keep one (the highest candidate index) per pixel
-        cid = torch.arange(total, device=pix.device)
+        cid = torch.arange(total, device=device)
         best = inside & (inv_z == zbuf.index_select(0, pix))
-        win = torch.full((b * h * w,), -1, dtype=torch.long, device=pix.device)
+        win = torch.full(((item1 - item0) * hw,), -1, dtype=torch.long, device=device)
         win.scatter_reduce_(0, pix, torch.where(best, cid, torch.full_like(cid, -1)), "amax")
         win = win[win >= 0]
-        return cand.index_select(0, win), pix.index_select(0, win)
+        tri_ids.append(cand.index_select(0, win))
+        pix_ids.append(pix.index_select(0, win) + item0 * hw)
 
     # ----------------------------------------------------------------- warp and render
     def inverse_warp_grid(self, view_depth: Tensor, view: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("generator.safetensors", "decomposer.safetensors", "directions.safetensors", "directions.json")
-OPTIONAL_FILES = ("generator.onnx",)
+OPTIONAL_FILES = ("generator.onnx", "view_head.onnx")
 
 
 class BundleError(ValueError):
@@ -63,7 +63,7 @@ def _recipe_dict(recipe: Any) -> dict[str, Any] | None:
 
 
 def run_dir_sources(run_dir: str | os.PathLike) -> dict[str, Path]:
-    """Bundle file name -> source path inside a run folder (generator.onnx only when the export stage wrote it)."""
+    """Bundle file name -> source path inside a run folder (the ONNX files only when the export stage wrote them)."""
     run_dir = Path(run_dir)
     src = {
         "generator.safetensors": run_dir / "gan" / "gan.safetensors",
@@ -71,9 +71,9 @@ def run_dir_sources(run_dir: str | os.PathLike) -> dict[str, Path]:
         "directions.safetensors": run_dir / "directions" / "directions.safetensors",
         "directions.json": run_dir / "directions" / "directions.json",
     }
-    onnx = run_dir / "export" / "generator.onnx"
-    if onnx.is_file():
-        src["generator.onnx"] = onnx
+    for name in OPTIONAL_FILES:
+        if (run_dir / "export" / name).is_file():
+            src[name] = run_dir / "export" / name
     return src
 
 

@@ -115,11 +115,7 @@ def run_export_stage(ctx: Any) -> dict[str, Any]:
         outputs["export_report"] = "export_report.json"
     bundle_dir = out / "bundle"
     recipe = ctx.recipe.to_dict() if hasattr(ctx.recipe, "to_dict") else ctx.recipe
-    base = {**sources, **({GENERATOR_ONNX: extra[GENERATOR_ONNX]} if GENERATOR_ONNX in extra else {})}
-    write_bundle(base, bundle_dir, recipe=recipe)
-    rest = {k: v for k, v in extra.items() if k != GENERATOR_ONNX}
-    if rest:  # write_bundle knows only its own optional files: add the others and re-hash
-        add_to_bundle(bundle_dir, rest)
+    write_bundle({**sources, **extra}, bundle_dir, recipe=recipe)
     Bundle.load(bundle_dir)  # the folder we hand over must verify
     outputs["bundle"] = "bundle"
     outputs["bundle_files"] = sorted(read_json(bundle_dir / MANIFEST)["files"])

@@ -208,3 +208,20 @@ def test_positive_yaw_moves_the_face_towards_the_image_left():
     # the right side of the face (image left) turns away: fewer of its pixels are visible than at yaw 0
     g = out.grid[0, ..., 0][out.mask[0]]
     assert (g < 0).sum() < (g > 0).sum()
+
+
+def test_chunked_zbuffer_matches_one_pass(monkeypatch):
+    """Batches are z-buffered in chunks of whole images when candidates exceed MAX_CANDIDATES."""
+    import facedis_aug.decompose.renderer as rmod
+
+    torch.manual_seed(3)
+    r = Renderer(16)
+    depth = 0.9 + 0.2 * torch.rand(5, 16, 16)
+    view = torch.zeros(5, 6)
+    view[:, 1] = torch.tensor([-80.0, -30.0, 0.0, 45.0, 85.0])
+    pts = r.transform(r.depth_to_points(depth), view)
+    d1, c1 = r.rasterize(pts)
+    monkeypatch.setattr(rmod, "MAX_CANDIDATES", 50)  # forces one chunk per image
+    d2, c2 = r.rasterize(pts)
+    assert torch.equal(c1, c2) and c1.any()
+    torch.testing.assert_close(d1, d2, rtol=0, atol=0)

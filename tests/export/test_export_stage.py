@@ -5,7 +5,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from facedis_aug.augment.testing import make_tiny_bundle
 from facedis_aug.cli import main
