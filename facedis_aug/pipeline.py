@@ -11,6 +11,7 @@ own checkpoints. Stages hand over files, never Python objects.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,18 +176,26 @@ def write_data_preview(recipe: Recipe, path: Path) -> Path:
 
 
 def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
-    """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'."""
+    """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'.
+
+    Under `torchrun`, every process trains the gan stage (data-parallel); the later stages are
+    single-device work done by rank 0 alone, and only rank 0 writes the run folder's files.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_recipe(run_dir, recipe)
-    with atomic_write(run_dir / "recipe.yaml", "w") as f:
-        f.write(recipe.to_yaml())
-    log = JsonlLogger(run_dir / "log.jsonl")
+    rank = int(os.environ.get("RANK", "0"))
+    lead = rank == 0
+    say = print if verbose and lead else (lambda *a, **k: None)
+    if lead:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_same_recipe(run_dir, recipe)
+        with atomic_write(run_dir / "recipe.yaml", "w") as f:
+            f.write(recipe.to_yaml())
+    log = JsonlLogger(run_dir / "log.jsonl") if lead else None
+    note = log.log if log else (lambda **k: None)
     ctx = StageContext(recipe=recipe, run_dir=run_dir, device=resolve_device(recipe.run.device))
-    say = print if verbose else (lambda *a, **k: None)
 
     preview = run_dir / "data_preview.png"
-    if not preview.exists():
+    if lead and not preview.exists():
         write_data_preview(recipe, preview)
         say(f"data preview: {preview}")
 
@@ -195,24 +204,27 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
     for stage in STAGES:
         if stage not in recipe.run.stages:
             continue
+        if not lead and stage != "gan":
+            break
         done = run_dir / stage / "DONE.json"
         if done.exists():
             say(f"[{stage}] finished earlier ({done}); skipping")
             status[stage] = "skipped"
-            log.log(event="skip", stage=stage, time=time.time())
+            note(event="skip", stage=stage, time=time.time())
             continue
-        (run_dir / stage).mkdir(exist_ok=True)
+        (run_dir / stage).mkdir(parents=True, exist_ok=True)
         say(f"[{stage}] starting")
-        log.log(event="start", stage=stage, time=time.time())
+        note(event="start", stage=stage, time=time.time())
         t0 = time.time()
         try:
             outputs = functions[stage](ctx)
         except BaseException as e:
-            log.log(event="failed", stage=stage, error=f"{type(e).__name__}: {e}", time=time.time())
+            note(event="failed", stage=stage, error=f"{type(e).__name__}: {e}", time=time.time())
             raise
         seconds = time.time() - t0
-        write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs})
-        log.log(event="done", stage=stage, seconds=seconds, outputs=outputs, time=time.time())
+        if lead:
+            write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs})
+        note(event="done", stage=stage, seconds=seconds, outputs=outputs, time=time.time())
         say(f"[{stage}] done in {seconds:.0f} s")
         status[stage] = "done"
     return status
