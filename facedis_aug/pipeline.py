@@ -133,15 +133,18 @@ def resolve_device(name: str) -> str:
 
 
 def _check_same_recipe(run_dir: Path, recipe: Recipe) -> None:
-    """A run folder belongs to one recipe: refuse to mix stages trained under different settings."""
+    """A run folder belongs to one recipe: refuse settings that differ for the data or for a stage
+    that has already started. A stage that never started may still change its own section."""
     old_path = run_dir / "recipe.yaml"
     if not old_path.exists():
         return
     old = yaml.safe_load(old_path.read_text()) or {}
-    new = to_dict(recipe)
-    diffs = sorted(_diff_keys(old, new))
-    # the stage list and preview size may change between runs without invalidating results
-    diffs = [d for d in diffs if d not in ("run.stages", "run.preview_images")]
+    started = {s for s in STAGES if (run_dir / s).is_dir()}
+    harmless = {"run.stages", "run.preview_images", "run.device"}
+    diffs = [
+        d for d in sorted(_diff_keys(old, to_dict(recipe)))
+        if d not in harmless and (d.split(".")[0] not in STAGES or d.split(".")[0] in started)
+    ]
     if diffs:
         raise ConfigError(
             f"{run_dir} was made with a different recipe (differs at {', '.join(diffs[:5])}"

@@ -210,7 +210,9 @@ def train_decomposer(
                 updated = aug.update()
             n_aug = int(round(cfg.aug_share * b)) if aug.v is not None else 0
             if n_aug > 0:
-                gen = torch.Generator().manual_seed(seed * 1_000_003 + step)  # same draw on resume
+                # same draw on resume; a seed mix unlike a sampler's usual seed * K + step, so that the
+                # s draws are not the same random stream as the batch's z
+                gen = torch.Generator().manual_seed((seed + 1) * 2_147_483_629 + step * 7_919 + 17)
                 w_aug, _ = aug.edit(w[b - n_aug:], gen)
                 with torch.no_grad():
                     fake = _fit_size(generator(w_aug).to(device, torch.float32), cfg.image_size, "generator")

@@ -65,6 +65,12 @@ def test_stages_skip_when_done_and_recipe_is_fixed(tmp_path, monkeypatch):
     assert events == ["start", "done", "skip"]
     with pytest.raises(ConfigError, match="different recipe .*run.seed"):
         pipeline.run_pipeline(load_recipe(TINY, ["run.stages=[gan]", "run.seed=5"]), out, verbose=False)
+    with pytest.raises(ConfigError, match="different recipe .*gan.batch"):
+        pipeline.run_pipeline(load_recipe(TINY, ["run.stages=[gan]", "gan.batch=8"]), out, verbose=False)
+    # a stage that never started may still change its own settings
+    assert pipeline.run_pipeline(load_recipe(TINY, ["run.stages=[gan]", "decompose.batch=8"]), out, verbose=False) == {
+        "gan": "skipped"
+    }
 
 
 def test_failed_stage_is_logged_and_not_marked_done(tmp_path, monkeypatch):
