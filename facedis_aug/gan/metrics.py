@@ -198,16 +198,18 @@ def generated_batches(
     depend on the global RNG state."""
     gen = torch.Generator().manual_seed(seed)
     done = 0
-    with torch.no_grad(), _eval_mode(G):
-        while done < num_images:
-            b = min(batch_size, num_images - done)
-            z = torch.randn(b, G.z_dim, generator=gen).to(device)
-            noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    while done < num_images:
+        b = min(batch_size, num_images - done)
+        z = torch.randn(b, G.z_dim, generator=gen).to(device)
+        noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        # no_grad / eval only around the work, never across `yield`: a consumer that stops early
+        # would otherwise leave grad mode off for the rest of the process
+        with torch.no_grad(), _eval_mode(G):
             img = _synthesize_with_seed(G, G.mapping(z), noise_seed, {})
-            if img.ndim != 4 or img.shape[:2] != (b, 3):
-                raise ValueError(f"G.synthesis must return [B, 3, R, R], got {tuple(img.shape)}")
-            yield img
-            done += b
+        if img.ndim != 4 or img.shape[:2] != (b, 3):
+            raise ValueError(f"G.synthesis must return [B, 3, R, R], got {tuple(img.shape)}")
+        yield img
+        done += b
 
 
 def compute_fid_kid(

@@ -191,7 +191,8 @@ def test_load_generator_round_trip_without_training_code(tmp_path: Path):
     subprocess.run([sys.executable, "-c", code], check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}, cwd=Path(__file__).parents[2])
     from facedis_aug.ops import load_safetensors
 
-    assert torch.equal(load_safetensors(out)[0]["x"], ref)
+    # the subprocess may run another number of threads (another summation order): equal to rounding
+    torch.testing.assert_close(load_safetensors(out)[0]["x"], ref, rtol=1e-5, atol=1e-5)
     G2 = load_generator(path)
     assert torch.equal(G2.mapping.w_avg, G.mapping.w_avg)
     with pytest.raises(ValueError):
