@@ -16,8 +16,9 @@ One generation pass serves both regressions: 2N latents are drawn, decomposed on
 (w[i], w[N + i]); the univariate fit uses the first num_pairs pairs and J* the first
 jacobian_pairs. An interrupted stage resumes from the two checkpoints when their settings match.
 
-Face region (no mask exists for generated faces): the decomposer's canonical frame is a frontal,
-centred face, so 'face' is the central ellipse |x / 0.5|^2 + |y / 0.65|^2 <= 1 and 'around' the
+Face region: when the run trains on the synthetic world, its own canonical face masks give 'face'
+and a ring around it gives 'around' (`world_region_masks`). Otherwise (no mask exists for generated
+faces) the decomposer's canonical frame is a frontal, centred face, so 'face' is the central ellipse |x / 0.5|^2 + |y / 0.65|^2 <= 1 and 'around' the
 ring out to |x / 0.8|^2 + |y / 0.95|^2 <= 1 (x, y in [-1, 1] across the 64 x 64 map); the rest
 is background. A component's region is where most of its |u_p| mass lies (`cluster.region_of_component`).
 """
@@ -50,6 +51,23 @@ def region_masks(size: int) -> tuple[Tensor, Tensor]:
     face = (x / FACE_ELLIPSE[0]) ** 2 + (y / FACE_ELLIPSE[1]) ** 2 <= 1
     around = ((x / AROUND_ELLIPSE[0]) ** 2 + (y / AROUND_ELLIPSE[1]) ** 2 <= 1) & ~face
     return face, around
+
+
+def world_region_masks(size: int, synthetic_cfg: Any, num_faces: int = 64) -> tuple[Tensor, Tensor, str]:
+    """(face, around, source) from the synthetic world's own canonical face masks: 'face' where
+    at least half of `num_faces` frontal identities have skin, 'around' a ring of size/8 pixels
+    beyond it. Assumes the decomposer's canonical frame frames faces as the world's frontal view
+    does (both centre the head), which holds approximately, not exactly."""
+    from ..data.synthetic import SyntheticWorld
+
+    world = SyntheticWorld(resolution=64, seed=synthetic_cfg.seed, num_identities=synthetic_cfg.num_identities)
+    params = world.sample_params(torch.arange(num_faces), pose="fixed", fixed_yaws=[0.0])
+    mask = world.render(params, with_maps=True)["mask"].float().mean(0)[None, None]
+    mask = torch.nn.functional.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)
+    face = mask[0, 0] >= 0.5
+    k = 2 * max(1, size // 8) + 1
+    grown = torch.nn.functional.max_pool2d(face[None, None].float(), k, stride=1, padding=k // 2)[0, 0] > 0
+    return face, grown & ~face, f"synthetic world: mean canonical mask of {num_faces} frontal identities"
 
 
 def _default_batch_size(device: str) -> int:
@@ -156,9 +174,11 @@ def compute_directions(
     batch_size: int | None = None,
     pictures: bool = True,
     say: Callable[[str], None] = print,
+    regions: tuple[Tensor, Tensor, str] | None = None,
 ) -> dict[str, str]:
     """The whole stage on loaded models: writes the files of the module doc into out_dir and
-    returns {output: file name}. cfg is a DirectionsConfig."""
+    returns {output: file name}. cfg is a DirectionsConfig. `regions` = (face, around, description)
+    masks of the canonical frame for the face/around/background split; default: the ellipses."""
     from .cluster import cluster_directions, region_of_component, region_shares
     from .localized import prune
 
@@ -181,7 +201,12 @@ def compute_directions(
     u_norms = torch.linalg.vector_norm(U, dim=0)
     kept_idx.sort(key=lambda p: -float(u_norms[p]))
     size = int(round(math.sqrt(U.shape[0] // 4)))
-    face, around = region_masks(size)
+    if regions is None:
+        face, around = region_masks(size)
+        region_source = {"face_ellipse": FACE_ELLIPSE, "around_ellipse": AROUND_ELLIPSE}
+    else:
+        face, around, description = regions
+        region_source = {"masks": description}
 
     directions: dict[str, Tensor] = {k: v for k, v in uni["directions"].items()}
     entries: dict[str, dict[str, Any]] = {k: {"kind": "univariate", **uni["info"][k]} for k in SEMANTICS}
@@ -214,8 +239,7 @@ def compute_directions(
         "directions": entries,
         "localized": {**lsummary, "kept": len(kept_idx), "prune_threshold": cfg.prune_threshold,
                       "outside_face": outside, "background": background, "num_clusters": cfg.num_clusters, "clusters": clusters,
-                      "face_region": {"face_ellipse": FACE_ELLIPSE, "around_ellipse": AROUND_ELLIPSE,
-                                      "frame": "canonical map, x and y in [-1, 1]"}},  # fmt: skip
+                      "face_region": {**region_source, "frame": "canonical map, x and y in [-1, 1]"}},  # fmt: skip
         "jacobian": {"pairs": cfg.jacobian_pairs, "mean_r2": jac["mean_r2"], "channels": list(CHANNELS),
                      "scales": {"albedo": float(jac["scales"][0]), "depth": float(jac["scales"][1])}},  # fmt: skip
         "univariate": {"pairs": cfg.num_pairs, "sigma_samples": cfg.num_samples, "seed": cfg.seed},
@@ -261,8 +285,7 @@ def run_directions_stage(ctx: Any) -> dict[str, str]:
 
     device = str(ctx.device)
     G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=device)
-    try:
-        D = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors"), device=device)
-    except TypeError:  # a loader without a device argument
-        D = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors")).to(device)
-    return compute_directions(G, D, ctx.recipe.directions, ctx.stage_dir("directions"), device=device)
+    D = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors"), device=device)
+    data = ctx.recipe.data
+    regions = world_region_masks(D.cfg.image_size, data.synthetic) if data.source == "synthetic" else None
+    return compute_directions(G, D, ctx.recipe.directions, ctx.stage_dir("directions"), device=device, regions=regions)

@@ -264,3 +264,14 @@ def test_region_masks_are_nested_ellipses():
     assert face[SIZE // 2, SIZE // 2] and not face[0, 0] and not around[0, 0]
     assert not (face & around).any()
     assert around[SIZE // 2, int(SIZE * 0.85)] and not face[SIZE // 2, int(SIZE * 0.85)]
+
+
+def test_world_region_masks_are_central_disjoint_and_sized():
+    from facedis_aug.data.config import SyntheticConfig
+    from facedis_aug.directions.stage import world_region_masks
+
+    face, around, source = world_region_masks(32, SyntheticConfig(), num_faces=8)
+    assert face.shape == around.shape == (32, 32) and "synthetic world" in source
+    assert not (face & around).any()
+    assert 0.1 < face.float().mean() < 0.6 and around.any()
+    assert face[16, 16] and not face[0, 0] and not around[0, 0]  # the face is central, corners are background
