@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.common import write_results  # noqa: E402
 from facedis_aug.directions.cluster import cluster_directions, region_of_component  # noqa: E402
 from facedis_aug.directions.localized import localized_directions, objective, prune  # noqa: E402
 
@@ -114,7 +114,6 @@ def main() -> None:
                 str(c): {r: int(sum(1 for l, g in zip(labels, regions) if l == c and g == r)) for r in make_up}
                 for c in sorted(set(labels.tolist()))
             }
-        t_at = lambda target: next((t for t, o, _ in trace if o <= target), math.nan)
         rows.append({
             "solver": solver,
             "steps": trace[-1][2] if trace else 0,

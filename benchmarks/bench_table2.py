@@ -13,7 +13,6 @@ decomposer and regressor on the generated faces.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.common import write_results  # noqa: E402
 from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict  # noqa: E402
 from facedis_aug.directions.bundle import Bundle  # noqa: E402
 from facedis_aug.directions.semantics import SEMANTICS, measure_semantics  # noqa: E402

@@ -73,7 +73,7 @@ def test_albumentations_compose(bundle):
         out = A.Compose([t, A.HorizontalFlip(p=1.0)], seed=seed)(image=img, w=w)
         return out, t.params["yaw"]
 
-    (o1, y1), (o2, y2), (o3, y3) = run(1), run(1), run(2)
+    (o1, y1), (o2, y2), (_, y3) = run(1), run(1), run(2)
     assert 20 <= y1 <= 40 and y1 == y2 and y1 != y3
     assert o1["image"].dtype == np.uint8 and o1["image"].shape == (32, 32, 3)
     assert np.array_equal(o1["image"], o2["image"])
