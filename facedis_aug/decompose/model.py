@@ -38,6 +38,23 @@ def _width(base: int, level: int) -> int:
     return base * min(2**level, 8)  # nf, 2nf, 4nf, 8nf, then capped (unsup3d)
 
 
+def _down_stack(image_size: int, cin: int, nf: int, zdim: int) -> tuple[list[nn.Module], int]:
+    """unsup3d's encoder layers, [B, cin, S, S] -> [B, zdim, 1, 1] with stride-2 4x4 convs, and the
+    channel count of the last stride-2 stage (the decoders start from it)."""
+    enc: list[nn.Module] = []
+    c = cin
+    n = _levels(image_size)
+    for i in range(n):
+        w = _width(nf, i)
+        enc += [nn.Conv2d(c, w, 4, 2, 1)]
+        if i < n - 1:  # unsup3d: no normalisation on the last down stage
+            enc += [nn.GroupNorm(_groups(w), w)]
+        enc += [nn.LeakyReLU(0.2, inplace=True)]
+        c = w
+    enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU(inplace=True)]
+    return enc, c
+
+
 class Encoder(nn.Module):
     """Small encoder for the view and light heads: [B, 3, S, S] -> [B, cout] in (-1, 1)."""
 
@@ -64,16 +81,7 @@ class EncoderDecoder(nn.Module):
     def __init__(self, image_size: int, cin: int, cout: int, nf: int, zdim: int):
         super().__init__()
         n = _levels(image_size)
-        enc: list[nn.Module] = []
-        c = cin
-        for i in range(n):
-            w = _width(nf, i)
-            enc += [nn.Conv2d(c, w, 4, 2, 1)]
-            if i < n - 1:  # unsup3d: no normalisation on the last down stage
-                enc += [nn.GroupNorm(_groups(w), w)]
-            enc += [nn.LeakyReLU(0.2, inplace=True)]
-            c = w
-        enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU(inplace=True)]
+        enc, c = _down_stack(image_size, cin, nf, zdim)
         dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(inplace=True),
                                 nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(inplace=True)]
         for i in range(n - 2, -1, -1):  # 4 -> S/2
@@ -100,16 +108,7 @@ class ConfNet(nn.Module):
     def __init__(self, image_size: int, cin: int, nf: int, zdim: int):
         super().__init__()
         n = _levels(image_size)
-        enc: list[nn.Module] = []
-        c = cin
-        for i in range(n):
-            w = _width(nf, i)
-            enc += [nn.Conv2d(c, w, 4, 2, 1)]
-            if i < n - 1:
-                enc += [nn.GroupNorm(_groups(w), w)]
-            enc += [nn.LeakyReLU(0.2, inplace=True)]
-            c = w
-        enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU(inplace=True)]
+        enc, c = _down_stack(image_size, cin, nf, zdim)
         dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(inplace=True)]
         for i in range(n - 2, 0, -1):  # 4 -> S/4
             w = _width(nf, i)
