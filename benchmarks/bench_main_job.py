@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import write_results  # noqa: E402
+from facedis_aug.recipe import STAGES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def main() -> None:
                    cwd=REPO, check=True)
     total = time.time() - t0
     rows = []
-    for stage in ("gan", "decompose", "directions", "export"):
+    for stage in STAGES:
         done = out / stage / "DONE.json"
         if done.exists():
             rows.append({"stage": stage, "seconds": round(json.loads(done.read_text())["seconds"], 1)})

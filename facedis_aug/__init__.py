@@ -34,6 +34,8 @@ _PUBLIC = {
     "PoseRebalanced": "facedis_aug.augment.rebalance",
     "PoseExtrapolate": "facedis_aug.augment.transforms",
     "AlbuPoseExtrapolate": "facedis_aug.augment.transforms",
+    "FaceInputError": "facedis_aug.augment.real",
+    "load_encoder": "facedis_aug.encode.model",
     "load_generator": "facedis_aug.gan.networks",
     "generate": "facedis_aug.gan.networks",
     "MetricsConfig": "facedis_aug.gan.metrics",

@@ -1,7 +1,7 @@
 """`facedis-aug`: commands on a bundle folder.
 
     facedis-aug info BUNDLE                  verify the bundle and print what it holds
-    facedis-aug export BUNDLE [--exporter torchscript]   add generator.onnx + view_head.onnx
+    facedis-aug export BUNDLE [--exporter torchscript]   add generator.onnx + view_head.onnx (+ encoder.onnx)
     facedis-aug draw BUNDLE --seed 3 [--out DIR]         manipulation strips as PNGs
 
 Errors (a bad bundle, a missing package) are one line on stderr and exit code 2;
@@ -53,7 +53,9 @@ def _info(path: str) -> str:
             lines.append(f"  yaw calibration: s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
         except KeyError:
             lines.append("  yaw calibration: missing")
-    lines.append(f"  ONNX: generator {'yes' if 'generator.onnx' in m['files'] else 'no'}, view head {'yes' if 'view_head.onnx' in m['files'] else 'no'}")
+    lines.append(f"  ONNX: generator {'yes' if 'generator.onnx' in m['files'] else 'no'}, view head {'yes' if 'view_head.onnx' in m['files'] else 'no'}"
+                 f", encoder {'yes' if 'encoder.onnx' in m['files'] else 'no'}")
+    lines.append("  encoder (real images): " + (f"yes, max_l1 {b.encoder.meta.get('max_l1', float('nan')):.3f}" if b.has_encoder else "no"))
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@
       recipe.yaml        the resolved recipe (every default filled in)
       log.jsonl          one line per stage event (start, done, skipped, failed)
       data_preview.png   a grid of the training faces
-      gan/ decompose/ directions/ export/   one folder per stage, each with DONE.json when finished
+      gan/ decompose/ directions/ encode/ export/   one folder per stage, each with DONE.json when finished
 
 Re-running the same command skips finished stages and lets an interrupted stage resume from its
 own checkpoints. Stages hand over files, never Python objects.
@@ -106,6 +106,33 @@ def _directions_stage(ctx: StageContext) -> dict[str, Any]:
     return run_directions_stage(ctx)
 
 
+def _encode_stage(ctx: StageContext) -> dict[str, Any]:
+    """Train the image -> W encoder on the stage-1 generator's samples (their w is known); images of the
+    training data (never used for training) set the encoder's "is this a face?" bound."""
+    import torch
+
+    from .data.stream import make_source
+    from .encode.train import train_encoder
+    from .gan.networks import load_generator
+    from .ops.io import read_json
+
+    recipe, cfg = ctx.recipe, ctx.recipe.encode
+    G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
+    if recipe.data.source == "synthetic":
+        # images right after the training set: new image codes of the same identity pool, never shown to G
+        m = recipe.data.synthetic.num_images
+        source = make_source(recipe.data, G.resolution, num_images=m + cfg.eval_samples)
+        faces, _ = source.batch(torch.arange(m, m + cfg.eval_samples))
+    else:  # a folder has no held-out part: its last images (seen by G, never by the encoder)
+        source = make_source(recipe.data, G.resolution)
+        n = min(cfg.eval_samples, len(source))
+        faces = torch.stack([source[i][0] for i in range(len(source) - n, len(source))])
+    path = train_encoder(cfg, G, ctx.stage_dir("encode"), seed=recipe.run.seed, device=ctx.device, face_images=faces * 2.0 - 1.0)
+    report = read_json(ctx.stage_dir("encode") / "eval.json")
+    keys = ("w_rel_mse", "w_rel_mse_mean_baseline", "l1_gen", "l1_gen_refined", "l1_data", "l1_data_refined", "max_l1")
+    return {"weights": str(path.relative_to(ctx.run_dir)), **{k: report[k] for k in keys if k in report}}
+
+
 def _export_stage(ctx: StageContext) -> dict[str, Any]:
     from .export.stage import run_export_stage
 
@@ -118,6 +145,7 @@ def stage_functions() -> dict[str, StageFn]:
         "gan": _gan_stage,
         "decompose": _decompose_stage,
         "directions": _directions_stage,
+        "encode": _encode_stage,
         "export": _export_stage,
     }
 
@@ -139,6 +167,12 @@ def _check_same_recipe(run_dir: Path, recipe: Recipe) -> None:
     if not old_path.exists():
         return
     old = yaml.safe_load(old_path.read_text()) or {}
+    try:  # read the old recipe as this version does: keys it did not have yet take their defaults
+        from .recipe import recipe_from_dict
+
+        old = to_dict(recipe_from_dict(old))
+    except ConfigError:
+        pass  # a key this version no longer knows: compare the raw trees, which then differ there
     started = {s for s in STAGES if (run_dir / s).is_dir()}
     harmless = {"run.stages", "run.preview_images", "run.device"}
     diffs = [

@@ -16,12 +16,14 @@ import yaml
 from .data.config import DataConfig
 from .decompose.config import DecomposeConfig
 from .directions.config import DirectionsConfig
+from .encode.config import EncodeConfig
 from .export.config import ExportConfig
 from .gan.config import GanConfig
 from .ops.dataconf import ConfigError, from_dict, to_dict
 
-STAGES = ("gan", "decompose", "directions", "export")
-Stage = Literal["gan", "decompose", "directions", "export"]
+# encode needs only gan's output; it runs after directions so that the stages of the paper come first
+STAGES = ("gan", "decompose", "directions", "encode", "export")
+Stage = Literal["gan", "decompose", "directions", "encode", "export"]
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Recipe:
     gan: GanConfig = field(default_factory=GanConfig)
     decompose: DecomposeConfig = field(default_factory=DecomposeConfig)
     directions: DirectionsConfig = field(default_factory=DirectionsConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:

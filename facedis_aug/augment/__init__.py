@@ -3,8 +3,9 @@
     SyntheticPoseFaces   new identities at target yaws (a torchvision-style Dataset)
     PoseRebalanced       a real (image, label) Dataset topped up with synthetic identities at the
                          yaws it lacks, towards a target histogram
-    PoseExtrapolate      a transform that re-renders a synthetic sample at another yaw
-                         (AlbuPoseExtrapolate: the albumentations flavour)
+    PoseExtrapolate      a transform that turns a face to another yaw: a real image (through the
+                         bundle's encoder) or a synthetic sample (AlbuPoseExtrapolate: the
+                         albumentations flavour); FaceInputError for images it cannot turn
 
 Names are imported lazily so that `import facedis_aug.augment` loads no models or albumentations.
 """
@@ -19,6 +20,7 @@ _PUBLIC = {
     "PoseRebalanced": "facedis_aug.augment.rebalance",
     "PoseExtrapolate": "facedis_aug.augment.transforms",
     "AlbuPoseExtrapolate": "facedis_aug.augment.transforms",
+    "FaceInputError": "facedis_aug.augment.real",
     "open_bundle": "facedis_aug.augment.engine",
     "make_tiny_bundle": "facedis_aug.augment.testing",
 }

@@ -27,6 +27,8 @@ Backend = Literal["torch", "onnx"]
 BACKENDS = ("torch", "onnx")
 VIEW_HEAD_FILE = "view_head.onnx"
 GENERATOR_ONNX = "generator.onnx"
+ENCODER_FILE = "encoder.safetensors"
+ENCODER_ONNX = "encoder.onnx"
 # the light semantics of the bundle (paper Sec. 4.3), edited when lighting augmentation is on
 LIGHT_SEMANTICS = ("ambient_r", "ambient_g", "ambient_b", "diffuse_r", "diffuse_g", "diffuse_b", "light_x", "light_y")
 DEFAULT_YAW_LIMIT = 90.0  # |yaw| of "uniform" when the bundle's recipe does not say (decompose.rot_range)
@@ -47,6 +49,10 @@ class BundleSpec:
     yaw_limit: float
     decomposer_sha256: str
     files: dict[str, Any] = field(default_factory=dict)
+    # the encoder's settings (image_size, max_l1, refine_steps / lr / reg, w_std [d]); None when the
+    # bundle has no encoder (written before the encode stage existed, or without it)
+    encoder: dict[str, Any] | None = None
+    yaw_s_mean: float = 0.0  # mean of w.v_yaw / sigma over the generator's own w (0 when the bundle does not say)
 
     @property
     def resolution(self) -> int:
@@ -75,6 +81,20 @@ class BundleSpec:
     def edit(self, w: Tensor, name: str, s: Tensor) -> Tensor:
         """Eq. 4 along a named direction: w [B, d], s [B] (units of sigma) -> w' [B, d]."""
         return edit_latent(w, self.directions[name].to(w.device, w.dtype), s.to(w.dtype), self.sigma[name])
+
+    def yaw_of(self, w: Tensor) -> Tensor:
+        """The yaw [B] (degrees) that the linear model gives latents w [B, d]: s = w.v_yaw / sigma, through the calibration."""
+        v = self.directions["yaw"].to(w.device, w.dtype)
+        return torch.as_tensor(self.s_to_yaw((w @ v).detach().cpu().double().numpy() / self.sigma["yaw"]), dtype=torch.float32)
+
+    def require_encoder(self) -> dict[str, Any]:
+        if self.encoder is None:
+            raise BundleError(
+                f"{self.path / ENCODER_FILE}: this bundle has no encoder, so it cannot turn real images "
+                "(it was written before the encode stage, or without it); run the 'encode' and 'export' stages "
+                "(python -m train_gan ... run.stages=[encode,export] after deleting export/DONE.json)"
+            )
+        return self.encoder
 
 
 def _stored_config(path: Path, key: str) -> dict[str, Any]:
@@ -119,6 +139,8 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
                 calibration[name] = (float(entry.get("intercept", 0.0)), k)
     if "yaw" not in calibration:
         raise BundleError(f"{b.path / 'directions.json'}: the 'yaw' direction has no degrees calibration (units_per_sigma)")
+    if backend == "onnx" and ENCODER_FILE in listed and ENCODER_ONNX not in listed:
+        raise BundleError(f"{b.path / ENCODER_ONNX}: backend='onnx' needs it beside {ENCODER_FILE}; run `facedis-aug export {b.path}`")
     recipe = b.recipe or {}
     yaw_limit = float(((recipe.get("decompose") or {}).get("rot_range")) or DEFAULT_YAW_LIMIT)
     return BundleSpec(
@@ -133,7 +155,29 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         yaw_limit=yaw_limit,
         decomposer_sha256=str(listed["decomposer.safetensors"]["sha256"]),
         files=dict(listed),
+        encoder=_encoder_facts(b.path / ENCODER_FILE) if ENCODER_FILE in listed else None,
+        yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),
     )
+
+
+def _encoder_facts(path: Path) -> dict[str, Any]:
+    """What the augmenters need from encoder.safetensors without building it: sizes, max_l1, the
+    refinement defaults and w_std [d] (refinement steps are in units of it)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            w_std = f.get_tensor("w_std").float()
+        cfg = json.loads(meta["config"])
+        max_l1 = json.loads(meta.get("max_l1", "null"))  # absent: no face check possible (an encoder saved by hand)
+        return {"image_size": int(json.loads(meta["image_size"])), "max_l1": float("inf") if max_l1 is None else float(max_l1),
+                "refine_steps": int(cfg["refine_steps"]), "refine_lr": float(cfg["refine_lr"]),
+                "refine_reg": float(cfg["refine_reg"]), "w_std": w_std}  # fmt: skip
+    except Exception as e:  # corrupt header or not an encoder file: name the file, one line
+        raise BundleError(f"{path}: not a readable encoder file ({type(e).__name__}: {e})") from None
 
 
 class Engine:
@@ -177,6 +221,14 @@ class Engine:
             if VIEW_HEAD_FILE not in spec.files:
                 raise BundleError(f"{spec.path / VIEW_HEAD_FILE}: backend='onnx' needs it for yaw estimation; run `facedis-aug export {spec.path}`")
             return OnnxViewHead(spec.path / VIEW_HEAD_FILE, device=spec.device, threads=self.threads)
+        if name == "encoder":
+            spec.require_encoder()
+            return self._get("bundle").encoder
+        if name == "onnx_encoder":
+            from ..export.encoder_onnx import OnnxEncoder
+
+            spec.require_encoder()
+            return OnnxEncoder(spec.path / ENCODER_ONNX, device=spec.device, threads=self.threads)
         raise KeyError(name)
 
     @torch.no_grad()
@@ -205,6 +257,25 @@ class Engine:
         head = ViewHead(self._get("decomposer"))
         x = resize_to(images.float(), head.image_size).to(self.spec.device)
         return head(x).float().cpu()
+
+    def encode(self, images: Tensor, refine_steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """images [B, 3, H, W] in [-1, 1] -> (w [B, d], L1 of the encoder's own reconstruction [B]), CPU.
+
+        The encoder runs in the backend; the refinement (refine_steps Adam steps, default the
+        bundle's) and the L1 always run in PyTorch, because they need the generator's gradients."""
+        from ..encode.model import fit_images, refine_latent
+
+        enc = self.spec.require_encoder()
+        steps = enc["refine_steps"] if refine_steps is None else int(refine_steps)
+        x = images.float().to(self.spec.device)
+        with torch.no_grad():
+            if self.spec.backend == "onnx":
+                w0 = self._get("onnx_encoder")(x.cpu()).to(self.spec.device)
+            else:
+                w0 = self._get("encoder")(fit_images(x, enc["image_size"]))
+        G = self._get("generator")
+        w, l1_start, _ = refine_latent(G, x, w0, steps, enc["refine_lr"], enc["refine_reg"], enc["w_std"].to(x.device))
+        return w.float().cpu(), l1_start.float().cpu()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "threads": self.threads, "_pid": None, "_models": {}}

@@ -6,6 +6,8 @@ The networks are untrained (random weights): images are texture, not faces, and 
 yaw is meaningless but deterministic. The directions are planted: random unit vectors with the
 sigma measured on the generator's own w, and a yaw calibration of `deg_per_sigma` degrees per
 unit of s with intercept 0, so tests know the exact answer (w'.v_yaw = yaw / deg_per_sigma * sigma).
+With `encoder=True` it also holds a random image -> w encoder (a tiny timm backbone, head scaled so
+that different images give different w) whose max_l1 comes from the generator's own samples.
 """
 from __future__ import annotations
 
@@ -44,6 +46,24 @@ def tiny_decomposer(image_size: int = 32, seed: int = 0) -> Any:
     return Decomposer(cfg).eval().requires_grad_(False)
 
 
+def tiny_encoder(G: Any, backbone: str = "test_efficientnet", seed: int = 0, refine_steps: int = 3) -> tuple[Any, float]:
+    """(random LatentEncoder for G, max_l1 measured on 64 of G's samples as the encode stage does)."""
+    from ..encode.config import EncodeConfig
+    from ..encode.model import LatentEncoder, fit_images, image_l1
+    from ..encode.train import generator_samples, w_statistics
+
+    cfg = EncodeConfig(backbone=backbone, refine_steps=refine_steps)
+    mean, std = w_statistics(G, seed, n=512)
+    torch.manual_seed(seed)
+    E = LatentEncoder(cfg, mean, std, int(G.synthesis.resolution))
+    torch.nn.init.normal_(E.head.weight, std=0.5 / E.head.in_features**0.5)  # image-dependent answers
+    E = E.eval().requires_grad_(False)
+    x, _ = generator_samples(G, 64, seed + 3)
+    with torch.no_grad():
+        l1 = image_l1(G, E(fit_images(x, E.image_size)), x)
+    return E, float(torch.quantile(l1.double(), cfg.face_quantile)) * cfg.face_margin
+
+
 def make_tiny_bundle(
     out_dir: str | os.PathLike,
     resolution: int = 32,
@@ -54,8 +74,11 @@ def make_tiny_bundle(
     onnx: bool = False,
     exporter: str = "torchscript",
     seed: int = 0,
+    encoder: bool = False,
+    max_l1: float | None = None,
 ) -> Path:
-    """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir."""
+    """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir;
+    `encoder`: add a random encoder (and encoder.onnx with `onnx`), max_l1 overriding its measured bound."""
     from ..decompose.model import save_decomposer
     from ..directions.bundle import write_bundle
     from ..gan.networks import generator_metadata
@@ -82,6 +105,12 @@ def make_tiny_bundle(
         write_json(t / "dirs.json", {"directions": entries})
         sources = {"generator.safetensors": t / "g.safetensors", "decomposer.safetensors": t / "d.safetensors",
                    "directions.safetensors": t / "dirs.safetensors", "directions.json": t / "dirs.json"}  # fmt: skip
+        if encoder:
+            from ..encode.model import save_encoder
+
+            E, measured = tiny_encoder(G, seed=seed)
+            save_encoder(E, t / "e.safetensors", extra={"max_l1": measured if max_l1 is None else float(max_l1)})
+            sources["encoder.safetensors"] = t / "e.safetensors"
         write_bundle(sources, out_dir, recipe={"decompose": {"rot_range": rot_range}, "note": "tiny random test bundle"})
     if onnx:
         from ..export.config import ExportConfig

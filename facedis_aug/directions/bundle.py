@@ -6,14 +6,20 @@
       directions.safetensors    named unit directions [d] (the univariate semantics, local_000, ...)
       directions.json           per direction: kind, sigma, R^2, calibration / ||u_p||, cluster, region
       generator.onnx            optional (issue 6), listed in the manifest when present
+      view_head.onnx            optional: the decomposer's view head
+      encoder.safetensors       optional (issue 8): image -> w encoder, for turning real images
+      encoder.onnx              optional: the encoder in ONNX
       manifest.json             format_version, sha256 + size of every file, the recipe, created date
 
     b = Bundle.load("bundle/")
     w = b.sample_w(8, seed=0)
     imgs = b.generate(w=b.edit(w, "yaw", b.yaw_to_s(45.0)))
+    w = b.encode(photos * 2 - 1)                    # real images [B, 3, H, W] in [-1, 1] -> w (needs the encoder)
 
 `Bundle.load` refuses a bundle with a missing file, a hash mismatch or an unknown format version
-with one `BundleError` that names the file. Models load lazily on first use.
+with one `BundleError` that names the file. Models load lazily on first use. The optional files may
+be absent: bundles written before the encoder existed load, and only `encoder` / `encode` say
+that the file is missing.
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("generator.safetensors", "decomposer.safetensors", "directions.safetensors", "directions.json")
-OPTIONAL_FILES = ("generator.onnx", "view_head.onnx")
+OPTIONAL_FILES = ("generator.onnx", "view_head.onnx", "encoder.safetensors", "encoder.onnx")
+ENCODER = "encoder.safetensors"
 
 
 class BundleError(ValueError):
@@ -71,8 +78,10 @@ def run_dir_sources(run_dir: str | os.PathLike) -> dict[str, Path]:
         "directions.safetensors": run_dir / "directions" / "directions.safetensors",
         "directions.json": run_dir / "directions" / "directions.json",
     }
+    if (run_dir / "encode" / ENCODER).is_file():
+        src[ENCODER] = run_dir / "encode" / ENCODER
     for name in OPTIONAL_FILES:
-        if (run_dir / "export" / name).is_file():
+        if name != ENCODER and (run_dir / "export" / name).is_file():
             src[name] = run_dir / "export" / name
     return src
 
@@ -147,6 +156,12 @@ def _load_decomposer(path: Path, device: str) -> Any:
         return load_decomposer(path).to(device)
 
 
+def _load_encoder(path: Path, device: str) -> Any:
+    from ..encode.model import load_encoder
+
+    return load_encoder(path, device=device)
+
+
 def _generate(G: Any, **kwargs: Any) -> Tensor:
     from ..gan.networks import generate
 
@@ -170,6 +185,7 @@ class Bundle:
         self.device = device
         self._G: Any = None
         self._D: Any = None
+        self._E: Any = None
 
     # ------------------------------------------------------------------ loading and verification
     @classmethod
@@ -231,6 +247,30 @@ class Bundle:
         if self._D is None:
             self._D = _load_decomposer(self.path / "decomposer.safetensors", self.device)
         return self._D
+
+    @property
+    def has_encoder(self) -> bool:
+        return ENCODER in self.manifest["files"]
+
+    @property
+    def encoder(self) -> Any:
+        """The image -> w encoder (facedis_aug.encode.model.LatentEncoder); BundleError when the bundle has none."""
+        if not self.has_encoder:
+            raise BundleError(
+                f"{self.path / ENCODER}: this bundle has no encoder (written before the encode stage, or without it); "
+                "run the 'encode' stage and export again to turn real images"
+            )
+        if self._E is None:
+            self._E = _load_encoder(self.path / ENCODER, self.device)
+        return self._E
+
+    def encode(self, images: Tensor, refine_steps: int | None = None) -> Tensor:
+        """Latents w [B, d] of images [B, 3, H, W] in [-1, 1] (resized as needed): the encoder's answer
+        refined by `refine_steps` Adam steps on the image L1 (None = the encoder's default, 0 = none)."""
+        from ..encode.model import encode_images
+
+        w, _ = encode_images(self.encoder, self.generator, images.to(self.device), refine_steps)
+        return w
 
     # ------------------------------------------------------------------ directions
     @property
@@ -299,7 +339,7 @@ class Bundle:
             return _generate(self.generator, w=w, seeds=seeds, truncation_psi=truncation_psi, noise_mode=noise_mode)
 
     def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, directions={len(self._directions)}, onnx={self.onnx_path is not None})"
+        return f"Bundle({str(self.path)!r}, directions={len(self._directions)}, onnx={self.onnx_path is not None}, encoder={self.has_encoder})"
 
 
 def _read_directions(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:

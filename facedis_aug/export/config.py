@@ -17,6 +17,7 @@ class ExportConfig:
     # Datasets use), "input" makes one noise input per layer, "none" drops noise
     noise: Literal["const", "input", "none"] = "const"
     view_head: bool = True  # also export the decomposer's view head (yaw of real images)
+    encoder: bool = True  # also export the encoder (image -> w) when the run or bundle has one
     check_batch: int = 3  # batch used to compare ONNX Runtime with PyTorch after export
     tolerance: float = 1e-3  # largest allowed max-abs difference (images in [-1, 1], degrees)
 

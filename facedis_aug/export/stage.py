@@ -2,6 +2,7 @@
 
     run/export/
       generator.onnx, view_head.onnx     (export.onnx: true)
+      encoder.onnx                       (export.onnx and export.encoder, when the encode stage ran)
       export_report.json                 exporter, opset, max |ONNX - PyTorch| per model
       bundle/                            what the user ships (see facedis_aug.directions.bundle)
 
@@ -25,6 +26,7 @@ from .onnx import export_generator, export_view_head, max_abs_difference
 
 GENERATOR_ONNX = "generator.onnx"
 VIEW_HEAD_ONNX = "view_head.onnx"
+ENCODER_ONNX = "encoder.onnx"
 
 
 def add_to_bundle(bundle_dir: str | os.PathLike, files: Mapping[str, str | os.PathLike]) -> Path:
@@ -52,8 +54,8 @@ def add_to_bundle(bundle_dir: str | os.PathLike, files: Mapping[str, str | os.Pa
     return bundle_dir
 
 
-def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: ExportConfig) -> dict[str, Any]:
-    """Export generator (and view head) ONNX files into out_dir and check them against PyTorch.
+def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: ExportConfig, encoder: Any = None) -> dict[str, Any]:
+    """Export generator (and view head, and encoder when given) ONNX files into out_dir and check them against PyTorch.
 
     Returns a report: exporter, opset, noise, files, max_abs_diff per model, seconds per model.
     Raises ValueError when a difference exceeds cfg.tolerance.
@@ -64,10 +66,19 @@ def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: Expo
     jobs = [(GENERATOR_ONNX, G, lambda p: export_generator(G, p, noise=cfg.noise, exporter=cfg.exporter, opset=cfg.opset))]
     if cfg.view_head:
         jobs.append((VIEW_HEAD_ONNX, decomposer, lambda p: export_view_head(decomposer, p, exporter=cfg.exporter, opset=cfg.opset)))
+    if encoder is not None and cfg.encoder:
+        from .encoder_onnx import export_encoder
+
+        jobs.append((ENCODER_ONNX, encoder, lambda p: export_encoder(encoder, p, exporter=cfg.exporter, opset=cfg.opset)))
     for name, module, fn in jobs:
         t0 = time.time()
         path = fn(out_dir / name)
-        diff = max_abs_difference(module, path, batch=cfg.check_batch, noise=cfg.noise if module is G else "const")
+        if module is encoder:
+            from .encoder_onnx import encoder_max_abs_difference
+
+            diff = encoder_max_abs_difference(module, path, batch=cfg.check_batch)
+        else:
+            diff = max_abs_difference(module, path, batch=cfg.check_batch, noise=cfg.noise if module is G else "const")
         report["files"][name] = str(path)
         report["max_abs_diff"][name] = diff
         report["seconds"][name] = round(time.time() - t0, 2)
@@ -77,10 +88,12 @@ def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: Expo
 
 
 def export_bundle_onnx(bundle_dir: str | os.PathLike, cfg: ExportConfig | None = None) -> dict[str, Any]:
-    """Add generator.onnx (+ view_head.onnx) to an existing bundle, checked, manifest re-hashed."""
+    """Add generator.onnx (+ view_head.onnx, + encoder.onnx when the bundle has an encoder) to an
+    existing bundle, checked, manifest re-hashed."""
     cfg = cfg or ExportConfig()
     bundle = Bundle.load(bundle_dir, device="cpu")
-    report = export_models(bundle.generator, bundle.decomposer if cfg.view_head else None, bundle.path, cfg)
+    encoder = bundle.encoder if cfg.encoder and bundle.has_encoder else None
+    report = export_models(bundle.generator, bundle.decomposer if cfg.view_head else None, bundle.path, cfg, encoder)
     add_to_bundle(bundle.path, {name: bundle.path / name for name in report["files"]})
     write_json(bundle.path / "export_report.json", report)
     return report
@@ -88,8 +101,10 @@ def export_bundle_onnx(bundle_dir: str | os.PathLike, cfg: ExportConfig | None =
 
 def run_export_stage(ctx: Any) -> dict[str, Any]:
     """Pipeline entry (ctx: facedis_aug.pipeline.StageContext): write run/export/bundle/ from the
-    gan, decompose and directions stages, with the ONNX files when recipe.export.onnx is on."""
+    gan, decompose and directions stages (and the encoder when the encode stage wrote one), with the
+    ONNX files when recipe.export.onnx is on."""
     from ..decompose.model import load_decomposer
+    from ..encode.model import load_encoder
     from ..gan.networks import load_generator
 
     cfg: ExportConfig = ctx.recipe.export
@@ -101,6 +116,9 @@ def run_export_stage(ctx: Any) -> dict[str, Any]:
         "directions.safetensors": ctx.output_of("directions", "directions.safetensors"),
         "directions.json": ctx.output_of("directions", "directions.json"),
     }
+    # optional: run folders from before the encode stage (or runs without it) give bundles without one
+    if (Path(ctx.stage_dir("encode")) / "encoder.safetensors").is_file():
+        sources["encoder.safetensors"] = ctx.output_of("encode", "encoder.safetensors")
     outputs: dict[str, Any] = {}
     extra: dict[str, Path] = {}
     if cfg.onnx:
@@ -108,7 +126,8 @@ def run_export_stage(ctx: Any) -> dict[str, Any]:
         with torch.no_grad():
             G = load_generator(sources["generator.safetensors"], device="cpu")
             D = load_decomposer(sources["decomposer.safetensors"], device="cpu") if cfg.view_head else None
-            report = export_models(G, D, out, cfg)
+            E = load_encoder(sources["encoder.safetensors"], device="cpu") if "encoder.safetensors" in sources and cfg.encoder else None
+            report = export_models(G, D, out, cfg, E)
         write_json(out / "export_report.json", report)
         extra = {name: Path(p) for name, p in report["files"].items()}
         outputs.update({f"max_abs_diff_{k.split('.')[0]}": v for k, v in report["max_abs_diff"].items()})

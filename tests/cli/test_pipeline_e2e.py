@@ -1,12 +1,14 @@
-"""The whole pipeline, end to end, on a micro recipe: gan -> decompose -> directions -> export.
+"""The whole pipeline, end to end, on a micro recipe: gan -> decompose -> directions -> encode -> export.
 
 Sizes are tiny so this runs in about a minute on 2 CPU cores; it checks the stages hand over files
 that the next stage (and the user-facing Bundle) can read, not the quality of anything learned.
 """
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from facedis_aug import Bundle
 from facedis_aug.pipeline import run_pipeline, stage_status
@@ -25,6 +27,8 @@ MICRO = [
     "decompose.aug_buffer=32", "decompose.snapshot_every=2", "decompose.checkpoint_every=2", "decompose.perceptual_weight=0",
     "directions.num_pairs=40", "directions.jacobian_pairs=40", "directions.num_samples=64", "directions.P=6",
     "directions.iterations=5", "directions.num_clusters=2", "directions.batch_size=20",
+    "encode.backbone=test_efficientnet", "encode.batch=4", "encode.iterations=3", "encode.eval_samples=8",
+    "encode.refine_steps=1", "encode.snapshot_every=2", "encode.checkpoint_every=2",
     "export.exporter=torchscript",
 ]
 
@@ -40,11 +44,12 @@ def micro_run(tmp_path_factory):
 
 def test_all_stages_finish_and_hand_over_files(micro_run):
     out, recipe, status = micro_run
-    assert status == {"gan": "done", "decompose": "done", "directions": "done", "export": "done"}
+    assert status == {"gan": "done", "decompose": "done", "directions": "done", "encode": "done", "export": "done"}
     done = stage_status(out)
     assert all(done[s] is not None for s in status)
     for rel in ["gan/gan.safetensors", "decompose/decomposer.safetensors", "directions/directions.safetensors",
-                "directions/directions.json", "export/bundle/manifest.json", "data_preview.png", "recipe.yaml"]:
+                "directions/directions.json", "encode/encoder.safetensors", "encode/eval.json", "export/encoder.onnx",
+                "export/bundle/manifest.json", "data_preview.png", "recipe.yaml"]:
         assert (out / rel).is_file(), rel
     # a second run skips every finished stage
     assert set(run_pipeline(recipe, out, verbose=False).values()) == {"skipped"}
@@ -63,3 +68,35 @@ def test_bundle_from_pipeline_generates_and_edits(micro_run):
     w2 = bundle.edit(w, "yaw", 2.0)
     # Eq. 4: the projection on v_yaw becomes s * sigma
     assert torch.allclose(w2 @ v, torch.full((3,), 2.0 * bundle.sigma("yaw")), atol=1e-4)
+
+
+def test_bundle_from_pipeline_turns_a_real_image(micro_run):
+    from facedis_aug.augment.transforms import PoseExtrapolate
+    from facedis_aug.data.synthetic import SyntheticFaces
+
+    out, recipe, _ = micro_run
+    bundle = Bundle.load(out / "export" / "bundle")
+    assert {"encoder.safetensors", "encoder.onnx"} <= set(bundle.manifest["files"])
+    photo = SyntheticFaces(1, 48, seed=5)[0][0]  # a world face at another size than the generator's
+    w = bundle.encode(photo[None] * 2 - 1)
+    assert w.shape == (1, recipe.gan.w_dim) and torch.isfinite(w).all()
+    # three steps of training give no usable encoder or calibration: face check and reach limit off here
+    for backend in ("torch", "onnx"):
+        turned = PoseExtrapolate(bundle.path, yaw=(30, 30), backend=backend, face_check=False, max_s=None)(photo)
+        assert turned.shape == (3, 48, 48) and float(turned.min()) >= 0 and float(turned.max()) <= 1
+
+
+def test_run_folder_from_before_the_encode_stage_resumes(micro_run, tmp_path):
+    """An old run folder (no encode section, no encode stage, no export.encoder key) is not refused,
+    its finished stages are skipped, and the encode stage can be added to it."""
+    out, recipe, _ = micro_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    shutil.rmtree(old / "encode")
+    tree = yaml.safe_load((old / "recipe.yaml").read_text())
+    del tree["encode"], tree["export"]["encoder"]
+    tree["run"]["stages"] = ["gan", "decompose", "directions", "export"]
+    (old / "recipe.yaml").write_text(yaml.safe_dump(tree))
+    again = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO)
+    status = run_pipeline(again, old, verbose=False)
+    assert status["export"] == "skipped" and status["encode"] == "done"
