@@ -67,35 +67,24 @@ def _gan_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
-    """Train the decomposer on the stage-1 generator's faces, keeping each face's w (paper Sec. 3.2-3.4)."""
-    import torch
-    import torch.nn.functional as F
-
+    """Train the decomposer on the stage-1 generator's faces, keeping each face's w (paper Sec. 3.2-3.4),
+    or, with decompose.source = data, on the recipe's images themselves (no w, so no yaw augmentation)."""
+    from .decompose.sources import generator_sampler, stream_sampler
     from .decompose.train import train_decomposer
     from .gan.networks import load_generator
 
     recipe, cfg = ctx.recipe, ctx.recipe.decompose
     G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
-    size = cfg.image_size
+    sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, recipe.run.seed, ctx.device)
+    if cfg.source == "data":
+        from .data.stream import make_source, training_batches
 
-    @torch.no_grad()
-    def synthesize(w: torch.Tensor) -> torch.Tensor:  # w [B, d] -> faces [B, 3, size, size] in [-1, 1]
-        img = G.synthesis(w, noise_mode="const")
-        if img.shape[-1] != size:  # paper Sec. 4: all generations are resized to 64x64
-            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return img.clamp(-1, 1)
-
-    @torch.no_grad()
-    def sampler(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # a pure function of (seed, step), so a resumed run sees the batches an uninterrupted one sees
-        gen = torch.Generator().manual_seed(recipe.run.seed * 1_000_003 + step)
-        z = torch.randn(cfg.batch, G.z_dim, generator=gen).to(ctx.device)
-        w = G.mapping(z)
-        return synthesize(w), w
-
+        source = make_source(recipe.data, G.resolution)
+        sampler = stream_sampler(lambda start: training_batches(
+            source, cfg.batch, seed=recipe.run.seed, start_step=start, num_workers=recipe.data.num_workers), cfg.image_size)
     path = train_decomposer(
         cfg, sampler, ctx.stage_dir("decompose"), seed=recipe.run.seed, device=ctx.device,
-        generator=synthesize if cfg.yaw_aug else None,
+        generator=synthesize if cfg.yaw_aug and cfg.source == "generator" else None,
     )
     return {"weights": str(path.relative_to(ctx.run_dir))}
 

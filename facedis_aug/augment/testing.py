@@ -42,7 +42,8 @@ def tiny_decomposer(image_size: int = 32, seed: int = 0) -> Any:
     from ..decompose.model import Decomposer
 
     torch.manual_seed(seed)
-    cfg = DecomposeConfig(image_size=image_size, channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=16)
+    cfg = DecomposeConfig(image_size=image_size, channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=16,
+                          zero_init_heads=False)  # random heads: a yaw that varies from image to image
     return Decomposer(cfg).eval().requires_grad_(False)
 
 

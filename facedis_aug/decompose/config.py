@@ -6,12 +6,15 @@ Each field names where its default comes from: "unsup3d" = Wu, Rupprecht and Ved
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 
 @dataclass
 class DecomposeConfig:
     image_size: int = 64  # the decomposer's input side in pixels (paper Sec. 4: generations resized to 64)
+    # training images: the stage-1 generator's samples with their w (paper), or the recipe's data
+    # itself (folder or synthetic world; no w, so no yaw augmentation) (ours)
+    source: Literal["generator", "data"] = "generator"
 
     # --- camera and geometry ---
     fov: float = 10.0  # perspective field of view in degrees (unsup3d)
@@ -21,8 +24,19 @@ class DecomposeConfig:
     pitch_range: float = 60.0  # |pitch| limit in degrees (unsup3d)
     roll_range: float = 60.0  # |roll| limit in degrees (unsup3d)
     xy_translation_range: float = 0.1  # |tx|, |ty| limit in world units; tz is fixed at 0 (unsup3d)
+    # convex start for the depth (ours; unsup3d has none): an ellipsoid of this relief (world units)
+    # and these semi-axes (fractions of the half image) is added to the depth net's raw output, which
+    # learns the residual. It breaks the hollow-face ambiguity (a concave face turned by -yaw looks
+    # like a convex one turned by +yaw: without it the tiny runs learned yaw with the wrong sign) and
+    # gives yaw a first-order effect on the image from the first step. 0 turns it off.
+    shape_prior: float = 0.05
+    shape_prior_axes: tuple[float, float] = (0.6, 0.8)  # (horizontal, vertical) semi-axes
 
     # --- network widths (unsup3d's at the defaults; narrow them for CPU recipes) ---
+    # the view and light heads' last layer starts at zero (ours): the canonical frame starts frontal and
+    # the light neutral. From a random start the frame drifted to a constant tilted pose (measured:
+    # pitch -43 degrees after 500 steps) that the symmetry loss does not undo.
+    zero_init_heads: bool = True
     channels: int = 64  # base channels of the albedo and depth encoder-decoders (unsup3d)
     bottleneck: int = 256  # their bottleneck size (unsup3d)
     head_channels: int = 32  # base channels of the view and light encoders (unsup3d)
@@ -36,6 +50,11 @@ class DecomposeConfig:
 
     # --- losses ---
     flip_weight: float = 0.5  # weight of the horizontally flipped (symmetry) branch (unsup3d)
+    # flip symmetry fixes the canonical yaw and roll but not the pitch: any tilted frame is as
+    # symmetric. This weight times (batch-mean pitch / 10 degrees)^2 pins the canonical pitch to the
+    # data's mean pitch (ours; measured: with mutual reconstruction the frame drifted to +15 degrees
+    # without it). 0 turns it off (unsup3d).
+    pitch_gauge: float = 1.0
     perceptual_weight: float = 1.0  # VGG16 relu3_3 perceptual loss weight (unsup3d); 0 turns it off
     vgg_weights: Optional[str] = None  # local VGG16 weights file; absent: perceptual loss skipped (ours)
     mutual: bool = True  # mutual reconstruction on/off (paper Sec. 3.2)
@@ -71,6 +90,12 @@ class DecomposeConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.shape_prior < 0 or self.shape_prior >= (self.max_depth - self.min_depth) / 2:
+            raise ValueError(f"shape_prior must be in [0, (max_depth - min_depth) / 2), got {self.shape_prior}")
+        if len(self.shape_prior_axes) != 2 or not all(0.0 < a <= 1.5 for a in self.shape_prior_axes):
+            raise ValueError(f"shape_prior_axes must be two semi-axes in (0, 1.5], got {self.shape_prior_axes}")
+        if self.pitch_gauge < 0:
+            raise ValueError(f"pitch_gauge must be >= 0, got {self.pitch_gauge}")
         for name in ("mutual_eps", "aug_momentum", "aug_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -3,7 +3,9 @@
 
     total = (1 - eps) * L_recon(own albedo, depth) + eps * L~_recon(partner's albedo, depth)
 
-with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d.
+with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d,
+plus pitch_gauge * (batch-mean pitch / 10 degrees)^2, which fixes the canonical frame's pitch (see
+DecomposeConfig.pitch_gauge).
 The paper swaps with probability eps; we use its expectation, the weighted sum, which is what the
 paper's overall loss writes and has lower variance.
 """
@@ -173,5 +175,9 @@ def decomposition_loss(
                                          mconf, mconf_perc, perceptual, terms, "mutual_")
         terms["mutual_recon"] = mutual.item()
         total = (1.0 - cfg.mutual_eps) * own + cfg.mutual_eps * mutual
+    if cfg.pitch_gauge > 0:
+        gauge = cfg.pitch_gauge * (d.view[:, 0].mean() / 10.0) ** 2
+        terms["pitch_gauge"] = gauge.item()
+        total = total + gauge
     terms["total"] = total.item()
     return StepOutput(total=total, terms=terms, decomposition=d, recon=rendered.image, mask=rendered.mask)

@@ -157,6 +157,22 @@ class Decomposer(nn.Module):
         border[:, :bw] = 1.0
         border[:, -bw:] = 1.0
         self.register_buffer("depth_border", border, persistent=False)
+        self.register_buffer("depth_prior", self._prior_raw(cfg), persistent=False)
+        if cfg.zero_init_heads:
+            for head in (self.net_view, self.net_light):
+                nn.init.zeros_(head.net[-2].weight)  # the last 1x1 conv, before the tanh
+                nn.init.zeros_(head.net[-2].bias)
+
+    @staticmethod
+    def _prior_raw(cfg: DecomposeConfig) -> Tensor:
+        """[S, S] raw-depth offset of the convex shape prior (cfg.shape_prior): an ellipsoid cap whose
+        depth, through the tanh of `depth_from_raw`, stands out by about shape_prior world units."""
+        s = cfg.image_size
+        v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        ax, ay = cfg.shape_prior_axes
+        cap = torch.sqrt((1 - (u / ax) ** 2 - (v / ay) ** 2).clamp(min=0))
+        # near raw = 0 the depth moves by (max - min) / 2 per unit raw; closer to the camera is smaller depth
+        return -cfg.shape_prior / ((cfg.max_depth - cfg.min_depth) / 2) * cap
 
     def _check(self, images: Tensor, channels: int = 3) -> None:
         s = self.cfg.image_size
@@ -172,6 +188,7 @@ class Decomposer(nn.Module):
     def depth_from_raw(self, raw: Tensor) -> Tensor:
         """[B, S, S] network output -> mean-centred, tanh into [min_depth, max_depth], border clamped."""
         cfg = self.cfg
+        raw = raw + self.depth_prior
         d = raw - raw.mean(dim=(1, 2), keepdim=True)
         d = torch.tanh(d)
         d = (1 + d) / 2 * cfg.max_depth + (1 - d) / 2 * cfg.min_depth
@@ -218,7 +235,9 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
     tensors, meta = load_safetensors(path, device="cpu")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a decomposer file (format {meta.get('format')!r}, expected {FORMAT!r})")
-    cfg = from_dict(DecomposeConfig, meta["config"], "decompose")
+    stored = dict(meta["config"])
+    stored.setdefault("shape_prior", 0.0)  # files from before the shape prior had none
+    cfg = from_dict(DecomposeConfig, stored, "decompose")
     model = Decomposer(cfg)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -29,8 +28,8 @@ from .config import DecomposeConfig
 from .losses import PerceptualLoss, StepOutput, decomposition_loss
 from .model import Decomposer, save_decomposer
 from .renderer import Renderer
+from .sources import Sampler, resize_to
 
-Sampler = Callable[[int], "tuple[Tensor, Optional[Tensor]]"]
 Generator = Callable[[Tensor], Tensor]
 
 SWEEP_YAWS = (-90.0, -60.0, -30.0, 0.0, 30.0, 60.0, 90.0)
@@ -103,9 +102,7 @@ class YawAugmentation:
 def _fit_size(images: Tensor, size: int, what: str) -> Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"{what} must return images [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return images
+    return resize_to(images, size)
 
 
 def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,

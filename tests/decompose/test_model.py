@@ -41,7 +41,7 @@ def test_view_scaling_reaches_profile_yaw():
 
 
 def test_depth_post_processing_is_mean_centred_tanh_with_clamped_border():
-    cfg = _tiny()
+    cfg = _tiny(shape_prior=0.0)  # unsup3d's post-processing exactly
     model = Decomposer(cfg)
     torch.manual_seed(0)
     raw = torch.randn(2, 32, 32)
@@ -53,6 +53,32 @@ def test_depth_post_processing_is_mean_centred_tanh_with_clamped_border():
     expected = (1 + inner) / 2 * cfg.max_depth + (1 - inner) / 2 * cfg.min_depth
     torch.testing.assert_close(d[:, :, 1:-1], expected[:, :, 1:-1])
     assert (d[:, :, 1:-1] < far).any()  # the interior is not clamped
+
+
+def test_shape_prior_is_a_convex_symmetric_cap_of_the_given_relief():
+    cfg = _tiny(64, shape_prior=0.04)
+    d = Decomposer(cfg).depth_from_raw(torch.zeros(1, 64, 64))[0]
+    torch.testing.assert_close(d, d.flip(1))  # left-right symmetric
+    centre, corner = d[31:33, 31:33].mean(), d[2:6, 2:6].mean()
+    assert centre < corner  # convex: the centre is nearer the camera
+    # the cap stands out by about shape_prior (the tanh bends it slightly)
+    assert 0.8 * 0.04 < float(corner - centre) < 1.05 * 0.04
+    flat = Decomposer(_tiny(64, shape_prior=0.0)).depth_from_raw(torch.zeros(1, 64, 64))[0]
+    interior = flat[:, 2:-2]
+    assert torch.allclose(interior, interior[0, 0].expand_as(interior))
+    with pytest.raises(ValueError, match="shape_prior"):
+        _tiny(shape_prior=0.2)
+
+
+def test_zero_init_heads_start_frontal_and_neutral():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    d = Decomposer(_tiny())(x)
+    assert (d.view == 0).all()
+    torch.testing.assert_close(d.light, torch.tensor([[0.5] * 6 + [0.0, 0.0]]).expand(4, 8))
+    torch.manual_seed(0)
+    d = Decomposer(_tiny(zero_init_heads=False))(x)
+    assert (d.view[:, :5] != 0).all()  # unsup3d's random start
 
 
 def test_estimate_view_matches_forward_and_checks_shapes():
@@ -90,6 +116,22 @@ def test_save_load_round_trip(tmp_path):
     save_safetensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, metadata={"format": "something else"})
     with pytest.raises(ValueError, match="not a decomposer"):
         load_decomposer(tmp_path / "other.safetensors")
+
+
+def test_a_file_from_before_the_shape_prior_loads_without_it(tmp_path):
+    import json
+
+    from facedis_aug.ops import load_safetensors
+
+    model = Decomposer(_tiny(shape_prior=0.0)).eval()
+    path = save_decomposer(model, tmp_path / "decomposer.safetensors")
+    tensors, meta = load_safetensors(path)
+    old = {k: v for k, v in meta["config"].items() if k not in ("shape_prior", "shape_prior_axes", "zero_init_heads", "pitch_gauge")}
+    save_safetensors(tmp_path / "old.safetensors", tensors, metadata={"format": meta["format"], "config": old})
+    loaded = load_decomposer(tmp_path / "old.safetensors")
+    assert loaded.cfg.shape_prior == 0.0, json.dumps(old)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded(x).depth, model(x).depth, rtol=0, atol=0)
 
 
 def test_config_validation_names_the_key():

@@ -90,6 +90,23 @@ def test_mutual_switch_changes_what_is_computed(mutual):
         assert all(g is None for g in grads)
 
 
+def test_pitch_gauge_pins_the_batch_mean_pitch():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    for weight in (2.0, 0.0):
+        cfg = _cfg(mutual=False, pitch_gauge=weight, zero_init_heads=False)
+        torch.manual_seed(3)
+        model = Decomposer(cfg)
+        out = decomposition_loss(cfg, model, Renderer(32), x)
+        mean_pitch = float(out.decomposition.view[:, 0].detach().mean())
+        assert abs(mean_pitch) > 0.1  # a random start is tilted
+        if weight:
+            assert out.terms["pitch_gauge"] == pytest.approx(weight * (mean_pitch / 10.0) ** 2, rel=1e-5)
+            assert out.terms["total"] == pytest.approx(out.terms["recon"] + out.terms["pitch_gauge"], rel=1e-5)
+        else:
+            assert "pitch_gauge" not in out.terms and out.terms["total"] == pytest.approx(out.terms["recon"])
+
+
 def test_mutual_branch_renders_the_partners_albedo_and_depth():
     """L~_recon = C~(I, I')^T |I - R(view, light, albedo', depth')|: recomputed here by hand."""
     torch.manual_seed(0)
@@ -237,3 +254,19 @@ def test_outputs_snapshot_and_weights(tmp_path):
     assert (w, h) == (11 * (32 + pad) + pad, 4 * (32 + pad) + pad)  # 4 faces x (4 panels + 7 yaws)
     with pytest.raises(ValueError, match="batch"):
         train_decomposer(_cfg(iterations=3, batch=8), _sampler(gen), tmp_path / "c", seed=0)
+
+
+def test_stream_sampler_is_a_function_of_the_step():
+    from facedis_aug.decompose.sources import stream_sampler
+
+    opened = []
+
+    def make_stream(start):
+        opened.append(start)
+        return (torch.full((2, 3, 8, 8), float(t) / 100) for t in range(start, 10**6))
+
+    s = stream_sampler(make_stream, 16)
+    a = [s(t)[0] for t in (0, 1, 2)]
+    assert s(7)[0][0, 0, 0, 0].item() == pytest.approx(0.07)  # a jump (resume) reopens the stream there
+    assert opened == [0, 7] and a[2].shape == (2, 3, 16, 16) and a[2][0, 0, 0, 0].item() == pytest.approx(0.02)
+    assert s(1)[1] is None

@@ -197,7 +197,9 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
     monkeypatch.setattr(bundle_mod, "_load_decomposer", _REAL_LOAD_DECOMPOSER)
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)).eval()
-    Dec = Decomposer(DecomposeConfig(channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=8)).eval()
+    # random heads (not the zero start), so that view and light vary from face to face as the plumbing needs
+    Dec = Decomposer(DecomposeConfig(channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=8,
+                                     zero_init_heads=False)).eval()
     run = tmp_path / "run"
     save_safetensors(run / "gan" / "gan.safetensors", G.state_dict(), generator_metadata(G))
     save_decomposer(Dec, run / "decompose" / "decomposer.safetensors")

@@ -1,0 +1,176 @@
+"""Stage 2 on the synthetic world, where the truth is known: plain vs mutual reconstruction vs mutual
+reconstruction + yaw augmentation (issue 4; the paper's Fig. 5 claim), against the world's labels.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_decompose.py --gan RUN_DIR [--steps 4000] [--arms ...]
+    python benchmarks/bench_decompose.py --quick                   # CI smoke test: random generator, 3 steps
+
+Every arm trains a decomposer with the stage's own loop (`train_decomposer`) and the recipe's
+decompose settings (recipes/tiny.yaml unless --recipe), changing only the switches named:
+
+    world-plain, world-mutual        world images with the recipe's (CASIA-like) pose distribution; no w,
+                                     so no yaw augmentation is possible
+    gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
+                                     world images), with their w; gan-aug = mutual + Sec. 3.4
+    gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
+                                     prior, no pitch gauge (what this project adds, switched off)
+
+Evaluation: held-out world faces with UNIFORM yaw in [-90, 90] (so profiles are well sampled),
+metrics of benchmarks/decompose_eval.py, plus a 'constant' row (every face frontal, flat depth).
+Resumable: each arm trains in benchmarks/results/cache/decompose/<arm>-<settings hash>/ and keeps its
+result there; a rerun skips finished arms. Writes benchmarks/results/decompose.{json,md} and one
+decomposition picture per arm (decompose_<arm>.png).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate  # noqa: E402
+from facedis_aug.data.stream import make_source, training_batches  # noqa: E402
+from facedis_aug.decompose import load_decomposer, train_decomposer  # noqa: E402
+from facedis_aug.decompose.sources import generator_sampler, stream_sampler  # noqa: E402
+from facedis_aug.ops.dataconf import to_dict  # noqa: E402
+from facedis_aug.ops.io import read_json, write_json  # noqa: E402
+from facedis_aug.recipe import load_recipe  # noqa: E402
+
+ARMS: dict[str, dict[str, Any]] = {
+    "world-plain": {"data": "world", "mutual": False, "yaw_aug": False},
+    "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
+    "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
+    "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
+    "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
+    "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
+                        "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
+}
+COLUMNS = ["arm", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
+           "yaw r", "yaw slope", "SIDE", "MAD deg"]
+
+
+def arm_config(recipe: Any, arm: str, steps: int) -> Any:
+    import dataclasses
+
+    spec = ARMS[arm]
+    base = recipe.decompose
+    return dataclasses.replace(base, iterations=steps, mutual=spec["mutual"], yaw_aug=spec["yaw_aug"],
+                               snapshot_every=max(steps, 1), checkpoint_every=max(1, min(500, steps)),
+                               **spec.get("cfg", {}))
+
+
+def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
+    blob = json.dumps({"cfg": to_dict(cfg), "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def load_G(args: argparse.Namespace) -> tuple[Any, str]:
+    if args.quick:
+        from facedis_aug.augment.testing import tiny_generator
+
+        return tiny_generator(32, w_dim=32, channels=16), "random-weight tiny generator (quick mode)"
+    if not args.gan:
+        raise SystemExit("--gan RUN_DIR is needed for the gan-* arms (a run folder with gan/gan.safetensors)")
+    from facedis_aug.gan.networks import load_generator
+
+    path = Path(args.gan) / "gan" / "gan.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: train a generator first (python -m train_gan --recipe recipes/tiny.yaml --out RUN_DIR)")
+    return load_generator(path), str(path)
+
+
+def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir: Path) -> Path:
+    spec = ARMS[arm]
+    seed = recipe.run.seed
+    if spec["data"] == "world":
+        source = make_source(recipe.data, args.data_resolution)
+        sampler = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
+        return train_decomposer(cfg, sampler, run_dir, seed=seed)
+    G, _ = load_G(args)
+    sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, seed)
+    return train_decomposer(cfg, sampler, run_dir, seed=seed, generator=synthesize if cfg.yaw_aug else None)
+
+
+def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor], cache: Path, out_dir: Path) -> dict[str, Any]:
+    cfg = arm_config(recipe, arm, args.steps)
+    data = {"data": ARMS[arm]["data"], "world": to_dict(recipe.data.synthetic), "resolution": args.data_resolution,
+            "gan": load_G(args)[1] if ARMS[arm]["data"] == "gan" else None}
+    run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        print(f"{arm}: finished earlier ({run_dir}), skipped")
+        result = read_json(result_path)
+    else:
+        t0 = time.perf_counter()
+        path = train_arm(arm, cfg, recipe, args, run_dir)
+        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+        secs = [s["sec"] for s in stats]
+        # seconds per step from this process's own log (a resumed run restarts its clock)
+        per_step = (secs[-1] - secs[0]) / max(1, stats[-1]["step"] - stats[0]["step"]) if len(stats) > 1 else float("nan")
+        model = load_decomposer(path)
+        result = {"arm": arm, "metrics": evaluate(model, ev), "s_per_step": per_step, "train_wall_s": time.perf_counter() - t0,
+                  "config": to_dict(cfg), "data": data}
+        write_json(result_path, result)
+    decomposition_picture(load_decomposer(run_dir / "decomposer.safetensors"), ev, out_dir / f"{args.name}_{arm}.png")
+    return result
+
+
+def row(arm: str, result: dict[str, Any], steps: int) -> dict[str, Any]:
+    m, spec = result["metrics"], ARMS.get(arm, {})
+    return {"arm": arm, "train data": {"world": "world images", "gan": "generator"}.get(spec.get("data"), "-"),
+            "mutual": spec.get("mutual", "-"), "yaw aug": spec.get("yaw_aug", "-"), "steps": steps,
+            "s/step": round(result.get("s_per_step", float("nan")), 3), "yaw MAE": m["yaw_mae"],
+            "yaw MAE |yaw|>45": m["yaw_mae_profile"], "pitch MAE": m["pitch_mae"], "yaw r": m["yaw_r"],
+            "yaw slope": m["yaw_slope"], "SIDE": m["side"], "MAD deg": m["mad"]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gan", default=None, help="run folder whose gan/gan.safetensors the gan-* arms sample")
+    ap.add_argument("--recipe", default=str(REPO / "recipes" / "tiny.yaml"), help="decompose and data settings")
+    ap.add_argument("--arms", nargs="+", default=[a for a in ARMS if a != "gan-aug-unsup3d"], choices=list(ARMS))
+    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm")
+    ap.add_argument("--eval-images", type=int, default=512)
+    ap.add_argument("--data-resolution", type=int, default=None, help="world images' side (default: the recipe's gan.resolution)")
+    ap.add_argument("--name", default="decompose")
+    ap.add_argument("--cache-dir", default=str(RESULTS / "cache" / "decompose"))
+    ap.add_argument("--out-dir", default=str(RESULTS))
+    ap.add_argument("--quick", action="store_true", help="smoke test: 3 steps, 16 eval faces, random generator")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    if args.quick:
+        args.steps, args.eval_images, args.name = 3, 16, args.name + "_quick"
+    overrides = ["decompose.batch=4", "decompose.aug_buffer=64", "decompose.log_every=1"] if args.quick else []
+    recipe = load_recipe(args.recipe, overrides)
+    args.data_resolution = args.data_resolution or recipe.gan.resolution
+    size = recipe.decompose.image_size
+    cache, out_dir = Path(args.cache_dir), Path(args.out_dir)
+    ev = eval_set(args.eval_images, args.data_resolution, size, seed=recipe.data.synthetic.seed,
+                  num_identities=recipe.data.synthetic.num_identities)
+    results = {arm: run_arm(arm, recipe, args, ev, cache, out_dir) for arm in args.arms}
+    rows = [{"arm": "constant (frontal, flat)", **{k: v for k, v in row("constant", {"metrics": constant_baseline(ev, recipe.decompose.fov)}, 0).items() if k != "arm"}}]
+    rows += [row(arm, results[arm], args.steps) for arm in args.arms]
+    gan_note = results[next(a for a in args.arms if ARMS[a]["data"] == "gan")]["data"]["gan"] if any(ARMS[a]["data"] == "gan" for a in args.arms) else "none"
+    notes = (f"{'QUICK smoke test: numbers mean nothing. ' if args.quick else ''}"
+             f"Decomposer: {size} px, the decompose settings of {Path(args.recipe).name} with {args.steps} steps per arm "
+             f"(batch {recipe.decompose.batch}). World training images: {args.data_resolution} px, pose "
+             f"'{recipe.data.synthetic.pose}'. Generator: {gan_note}. Evaluation: {ev['yaw'].shape[0]} held-out world faces, "
+             f"uniform yaw in [-90, 90] ({int((ev['yaw'].abs() > 45).sum())} with |yaw| > 45), rendered at "
+             f"{args.data_resolution} px. MAE in degrees; yaw slope = least-squares slope of predicted on true yaw "
+             "(1 = right scale); SIDE and MAD (degrees) on the face skin the decomposer covers. s/step: wall "
+             "seconds per training step (the machine may have been shared; see the load in the README).")
+    write_results(args.name, rows, "Stage 2 decomposition vs the synthetic world's truth", notes=notes,
+                  extra={"results": results}, columns=COLUMNS, out_dir=out_dir)
+    return {"rows": rows, "results": results, "eval": ev}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Where the decomposer's training batches come from: the stage-1 generator (w kept, the paper's
+setting) or any stream of images (a folder or the synthetic world, without w).
+
+    sampler, synthesize = generator_sampler(G, size=64, batch=64, seed=0)
+    sampler = stream_sampler(lambda start: training_batches(source, 64, seed=0, start_step=start))
+
+A sampler maps a step to (images [B, 3, size, size] in [-1, 1], w [B, d] or None) and is a pure
+function of the step, so a resumed run sees the batches an uninterrupted one sees. `G` is any
+object with `z_dim`, `mapping(z) -> w` and `synthesis(w, noise_mode=...) -> images` (the gan
+package's Generator); this module does not import it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Sampler = Callable[[int], "tuple[Tensor, Optional[Tensor]]"]
+
+
+def resize_to(images: Tensor, size: int) -> Tensor:
+    """[B, 3, H, W] -> [B, 3, size, size], antialiased bilinear (paper Sec. 4: generations go to 64 px)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def generator_sampler(G: Any, size: int, batch: int, seed: int, device: Any = "cpu") -> tuple[Sampler, Callable[[Tensor], Tensor]]:
+    """(sampler of G's faces with their w, synthesize(w [B, d]) -> faces [B, 3, size, size] in [-1, 1]).
+    Faces use G's fixed noise, so a face is a function of its w alone (Eq. 4 edits depend on that)."""
+
+    @torch.no_grad()
+    def synthesize(w: Tensor) -> Tensor:
+        return resize_to(G.synthesis(w, noise_mode="const"), size).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sampler(step: int) -> tuple[Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        w = G.mapping(torch.randn(batch, G.z_dim, generator=gen).to(device))
+        return synthesize(w), w
+
+    return sampler, synthesize
+
+
+def stream_sampler(make_stream: Callable[[int], Iterator[Tensor]], size: int) -> Sampler:
+    """Sampler over an endless stream of image batches in [-1, 1] (e.g. `training_batches`), opened at
+    the first step asked for; later steps must follow one by one (as the training loop asks)."""
+    state: dict[str, Any] = {"next": None, "it": None}
+
+    def sampler(step: int) -> tuple[Tensor, None]:
+        if state["next"] != step:
+            state["it"], state["next"] = make_stream(step), step
+        state["next"] = step + 1
+        return resize_to(next(state["it"]), size), None
+
+    return sampler

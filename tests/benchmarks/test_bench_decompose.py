@@ -1,0 +1,64 @@
+"""Smoke test of the decomposition benchmark (benchmarks/bench_decompose.py --quick) and known-answer
+checks of its ground-truth metrics (benchmarks/decompose_eval.py)."""
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
+
+from benchmarks import bench_decompose as B  # noqa: E402
+from benchmarks.decompose_eval import _scores, depth_metrics  # noqa: E402
+from facedis_aug.decompose import Renderer  # noqa: E402
+
+
+def test_depth_metrics_known_answers():
+    torch.manual_seed(0)
+    true = 1.0 + 0.05 * torch.rand(2, 16, 16)
+    valid = torch.ones(2, 16, 16, dtype=torch.bool)
+    # SIDE is scale invariant: a depth map off by a constant factor scores 0
+    side, _ = depth_metrics(true * 1.7, true, valid, pred_fov=10.0)
+    assert side == pytest.approx(0.0, abs=1e-6)
+    # a plane against a plane: normals agree (MAD 0) whatever the camera; a tilted plane differs
+    flat = torch.ones(2, 16, 16)
+    assert depth_metrics(flat, flat * 3.0, valid, pred_fov=10.0)[1] == pytest.approx(0.0, abs=1e-3)
+    r = Renderer(16, 10.0)
+    u = torch.arange(16.0)[None, None, :].expand(2, 16, 16)
+    # the plane z = 1 + a x through the rays: its normal is tilted by atan(a) from the optical axis
+    a = math.tan(math.radians(20.0))
+    x = (u - r.center) / r.focal
+    tilted = 1.0 / (1.0 - a * x)
+    mad = depth_metrics(tilted, flat, valid, pred_fov=10.0)[1]
+    assert mad == pytest.approx(20.0, abs=0.5)
+
+
+def test_yaw_scores_known_answers():
+    yaw = torch.tensor([-80.0, -50.0, -10.0, 0.0, 10.0, 50.0, 80.0])
+    ev = {"yaw": yaw, "pitch": torch.zeros(7), "depth": torch.ones(7, 8, 8), "face": torch.ones(7, 8, 8, dtype=torch.bool)}
+    half = _scores(yaw / 2, torch.zeros(7), torch.ones(7, 8, 8), ev["face"], ev, 10.0)
+    assert half["yaw_r"] == pytest.approx(1.0) and half["yaw_slope"] == pytest.approx(0.5)
+    assert half["yaw_mae"] == pytest.approx(float((yaw / 2).abs().mean()))
+    assert half["yaw_mae_profile"] == pytest.approx(float((yaw[yaw.abs() > 45] / 2).abs().mean())) and half["n_profile"] == 4
+    flipped = _scores(-yaw, torch.zeros(7), torch.ones(7, 8, 8), ev["face"], ev, 10.0)
+    assert flipped["yaw_r"] == pytest.approx(-1.0) and flipped["yaw_slope"] == pytest.approx(-1.0)
+
+
+def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
+    argv = ["--quick", "--arms", "world-mutual", "gan-aug", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
+    first = B.main(argv)
+    doc = json.loads((tmp_path / "out" / "decompose_quick.json").read_text())
+    assert [r["arm"] for r in doc["rows"]] == ["constant (frontal, flat)", "world-mutual", "gan-aug"]
+    assert doc["command"] and doc["machine"]["cpu"] and doc["date"]
+    for r in doc["rows"]:
+        assert 0 <= r["yaw MAE"] <= 180 and -1 <= r["yaw r"] <= 1 and r["SIDE"] >= 0 and 0 <= r["MAD deg"] <= 180
+    assert doc["rows"][1]["mutual"] is True and doc["rows"][2]["yaw aug"] is True
+    assert (tmp_path / "out" / "decompose_quick_gan-aug.png").is_file()
+    assert first["eval"]["yaw"].abs().max() <= 90 and (first["eval"]["yaw"].abs() > 45).any()
+    # a rerun skips the finished arms and gives the same numbers
+    again = B.main(argv)
+    assert again["results"]["gan-aug"]["metrics"] == first["results"]["gan-aug"]["metrics"]
+    stats = (next((tmp_path / "cache").glob("gan-aug-*")) / "stats.jsonl").read_text().splitlines()
+    assert len(stats) == 3  # trained once: three logged steps, not six
