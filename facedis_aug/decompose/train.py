@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..ops import JsonlLogger, load_safetensors, save_image_grid, save_safetensors
+from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
+                   training_state_tensors)
 from ..ops.dataconf import to_dict
 from .config import DecomposeConfig
 from .losses import PerceptualLoss, StepOutput, decomposition_loss
@@ -107,12 +108,8 @@ def _fit_size(images: Tensor, size: int, what: str) -> Tensor:
 
 def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,
                      aug: Optional[YawAugmentation]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for i, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-    meta: dict[str, object] = {"step": step, "config": to_dict(cfg), "optim_groups": sd["param_groups"]}
+    tensors, meta = training_state_tensors(model, opt)
+    meta = {"step": step, "config": to_dict(cfg), **meta}
     if aug is not None:
         t, m = aug.state()
         tensors.update(t)
@@ -123,13 +120,7 @@ def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decompo
 def _load_checkpoint(path: Path, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,
                      device) -> tuple[int, Optional[YawAugmentation]]:
     tensors, meta = load_safetensors(path)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
-    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    load_training_state(tensors, meta, model, opt, device)
     aug = YawAugmentation.from_state(cfg, tensors, meta["aug"], device) if "aug" in meta else None
     return int(meta["step"]), aug
 

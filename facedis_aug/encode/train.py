@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..ops import JsonlLogger, load_safetensors, save_image_grid, save_safetensors, write_json
+from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
+                   training_state_tensors, write_json)
 from ..ops.dataconf import to_dict
 from .config import EncodeConfig
 from .model import LatentEncoder, fit_images, image_l1, refine_latent, relative_w_error, save_encoder
@@ -57,25 +58,15 @@ def w_statistics(G: nn.Module, seed: int, n: int = STATS_SAMPLES, device: Any = 
 
 
 def _save_checkpoint(path: Path, step: int, cfg: EncodeConfig, model: LatentEncoder, opt: torch.optim.Optimizer) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for i, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-    save_safetensors(path, tensors, metadata={"step": step, "config": to_dict(cfg), "optim_groups": sd["param_groups"]})
+    tensors, meta = training_state_tensors(model, opt)
+    save_safetensors(path, tensors, metadata={"step": step, "config": to_dict(cfg), **meta})
 
 
 def _load_checkpoint(path: Path, cfg: EncodeConfig, model: LatentEncoder, opt: torch.optim.Optimizer, device: Any) -> int:
     tensors, meta = load_safetensors(path)
     if meta.get("config") != to_dict(cfg):
         raise ValueError(f"{path}: checkpoint was made with other encode settings; use a new run folder")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
-    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    load_training_state(tensors, meta, model, opt, device)
     return int(meta["step"])
 
 

@@ -2,10 +2,12 @@
 from .io import (
     atomic_write,
     load_safetensors,
+    load_training_state,
     read_json,
     save_image_grid,
     save_safetensors,
     to_uint8_image,
+    training_state_tensors,
     write_json,
     JsonlLogger,
 )
@@ -13,10 +15,12 @@ from .io import (
 __all__ = [
     "atomic_write",
     "load_safetensors",
+    "load_training_state",
     "read_json",
     "save_image_grid",
     "save_safetensors",
     "to_uint8_image",
+    "training_state_tensors",
     "write_json",
     "JsonlLogger",
 ]

@@ -154,3 +154,27 @@ class JsonlLogger:
             return []
         with open(self.path) as f:
             return [json.loads(line) for line in f if line.strip()]
+
+
+def training_state_tensors(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """One model and its optimizer as flat tensors ("model.<param>", "optim.<idx>.<name>") plus the
+    metadata they need back ({"optim_groups": ...}), for a single-model training checkpoint."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, {"optim_groups": sd["param_groups"]}
+
+
+def load_training_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], model: torch.nn.Module,
+                        opt: torch.optim.Optimizer, device: str | torch.device) -> None:
+    """Inverse of `training_state_tensors`: fill model and optimizer in place."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            # Adam keeps its step counter on the CPU unless capturable
+            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
+    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
