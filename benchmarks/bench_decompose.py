@@ -7,6 +7,9 @@ reconstruction + yaw augmentation (issue 4; the paper's Fig. 5 claim), against t
 Every arm trains a decomposer with the stage's own loop (`train_decomposer`) and the recipe's
 decompose settings (recipes/tiny.yaml unless --recipe), changing only the switches named:
 
+    harness                          renderer-made faces of known view over a still background
+                                     (facedis_aug/decompose/harness.py), scored on their own truth too
+    world-plain-single-mesh          world-plain with unsup3d's single mesh instead of face + background layers
     world-plain, world-mutual        world images with the recipe's (CASIA-like) pose distribution; no w,
                                      so no yaw augmentation is possible
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
@@ -45,6 +48,8 @@ from facedis_aug.ops.io import read_json, write_json  # noqa: E402
 from facedis_aug.recipe import load_recipe  # noqa: E402
 
 ARMS: dict[str, dict[str, Any]] = {
+    "harness": {"data": "harness", "mutual": False, "yaw_aug": False},
+    "world-plain-single-mesh": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"layers": False}},
     "world-plain": {"data": "world", "mutual": False, "yaw_aug": False},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
@@ -53,8 +58,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
-COLUMNS = ["arm", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
-           "yaw r", "yaw slope", "SIDE", "MAD deg"]
+COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
+           "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "SIDE", "MAD deg", "PSNR dB"]
+METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch MAE": "pitch_mae", "yaw r": "yaw_r",
+           "yaw slope": "yaw_slope", "r |yaw|<=60": "yaw_r_60", "slope |yaw|<=60": "yaw_slope_60", "SIDE": "side",
+           "MAD deg": "mad", "PSNR dB": "psnr"}
 
 
 def arm_config(recipe: Any, arm: str, steps: int) -> Any:
@@ -87,9 +95,12 @@ def load_G(args: argparse.Namespace) -> tuple[Any, str]:
     return load_generator(path), str(path)
 
 
-def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir: Path) -> Path:
+def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir: Path, seed: int) -> Path:
     spec = ARMS[arm]
-    seed = recipe.run.seed
+    if spec["data"] == "harness":
+        from facedis_aug.decompose.harness import ViewHarness
+
+        return train_decomposer(cfg, ViewHarness(cfg.image_size, 64, seed=seed).sampler(cfg.batch), run_dir, seed=seed)
     if spec["data"] == "world":
         source = make_source(recipe.data, args.data_resolution)
         sampler = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
@@ -99,10 +110,11 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
     return train_decomposer(cfg, sampler, run_dir, seed=seed, generator=synthesize if cfg.yaw_aug else None)
 
 
-def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor], cache: Path, out_dir: Path) -> dict[str, Any]:
+def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor], cache: Path, out_dir: Path,
+            seed: int) -> dict[str, Any]:
     cfg = arm_config(recipe, arm, args.steps)
     data = {"data": ARMS[arm]["data"], "world": to_dict(recipe.data.synthetic), "resolution": args.data_resolution,
-            "gan": load_G(args)[1] if ARMS[arm]["data"] == "gan" else None}
+            "gan": load_G(args)[1] if ARMS[arm]["data"] == "gan" else None, "seed": seed}
     run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -110,7 +122,7 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
         result = read_json(result_path)
     else:
         t0 = time.perf_counter()
-        path = train_arm(arm, cfg, recipe, args, run_dir)
+        path = train_arm(arm, cfg, recipe, args, run_dir, seed)
         stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
         secs = [s["sec"] for s in stats]
         # seconds per step from this process's own log (a resumed run restarts its clock)
@@ -118,18 +130,41 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
         model = load_decomposer(path)
         result = {"arm": arm, "metrics": evaluate(model, ev), "s_per_step": per_step, "train_wall_s": time.perf_counter() - t0,
                   "config": to_dict(cfg), "data": data}
+        if ARMS[arm]["data"] == "harness":
+            result["harness"] = evaluate_harness(model, seed)
         write_json(result_path, result)
-    decomposition_picture(load_decomposer(run_dir / "decomposer.safetensors"), ev, out_dir / f"{args.name}_{arm}.png")
+    if seed == args.seeds[0]:
+        decomposition_picture(load_decomposer(run_dir / "decomposer.safetensors"), ev, out_dir / f"{args.name}_{arm}.png")
     return result
 
 
-def row(arm: str, result: dict[str, Any], steps: int) -> dict[str, Any]:
-    m, spec = result["metrics"], ARMS.get(arm, {})
-    return {"arm": arm, "train data": {"world": "world images", "gan": "generator"}.get(spec.get("data"), "-"),
-            "mutual": spec.get("mutual", "-"), "yaw aug": spec.get("yaw_aug", "-"), "steps": steps,
-            "s/step": round(result.get("s_per_step", float("nan")), 3), "yaw MAE": m["yaw_mae"],
-            "yaw MAE |yaw|>45": m["yaw_mae_profile"], "pitch MAE": m["pitch_mae"], "yaw r": m["yaw_r"],
-            "yaw slope": m["yaw_slope"], "SIDE": m["side"], "MAD deg": m["mad"]}
+def evaluate_harness(model: Any, seed: int) -> dict[str, float]:
+    """Yaw scores on 512 held-out harness views (the harness's own truth, yaw in [-60, 60])."""
+    from facedis_aug.decompose.harness import ViewHarness, view_scores
+
+    x, truth = ViewHarness(model.cfg.image_size, 64, seed=seed).batch(10**6, 512)
+    with torch.no_grad():
+        return view_scores(model.eval().estimate_view(x)["yaw"], truth["yaw"])
+
+
+def _fmt(values: list[float]) -> Any:
+    """One seed: the value; several: 'mean +- std' (population std over seeds)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if len(values) == 1:
+        return float(t[0])
+    return f"{float(t.mean()):.3g} +- {float(t.std(unbiased=False)):.2g}"
+
+
+def row(arm: str, results: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    spec = ARMS.get(arm, {})
+    out = {"arm": arm, "seeds": len(results),
+           "train data": {"world": "world images", "gan": "generator", "harness": "harness"}.get(spec.get("data"), "-"),
+           "mutual": spec.get("mutual", "-"), "yaw aug": spec.get("yaw_aug", "-"), "steps": steps,
+           "s/step": round(sum(r.get("s_per_step", float("nan")) for r in results) / len(results), 3)}
+    for col, key in METRICS.items():
+        vals = [r["metrics"][key] for r in results if key in r["metrics"]]
+        out[col] = _fmt(vals) if vals else "-"
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -143,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--name", default="decompose")
     ap.add_argument("--cache-dir", default=str(RESULTS / "cache" / "decompose"))
     ap.add_argument("--out-dir", default=str(RESULTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds per arm (rows give mean +- std)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 3 steps, 16 eval faces, random generator")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -155,10 +191,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cache, out_dir = Path(args.cache_dir), Path(args.out_dir)
     ev = eval_set(args.eval_images, args.data_resolution, size, seed=recipe.data.synthetic.seed,
                   num_identities=recipe.data.synthetic.num_identities)
-    results = {arm: run_arm(arm, recipe, args, ev, cache, out_dir) for arm in args.arms}
-    rows = [{"arm": "constant (frontal, flat)", **{k: v for k, v in row("constant", {"metrics": constant_baseline(ev, recipe.decompose.fov)}, 0).items() if k != "arm"}}]
+    results = {arm: [run_arm(arm, recipe, args, ev, cache, out_dir, seed) for seed in args.seeds] for arm in args.arms}
+    const = {"metrics": {**constant_baseline(ev, recipe.decompose.fov), "psnr": float("nan")}}
+    rows = [{**row("constant", [const], 0), "arm": "constant (frontal, flat)", "seeds": "-"}]
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
-    gan_note = results[next(a for a in args.arms if ARMS[a]["data"] == "gan")]["data"]["gan"] if any(ARMS[a]["data"] == "gan" for a in args.arms) else "none"
+    harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
+                    for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
+    gan_note = results[next(a for a in args.arms if ARMS[a]["data"] == "gan")][0]["data"]["gan"] if any(ARMS[a]["data"] == "gan" for a in args.arms) else "none"
     notes = (f"{'QUICK smoke test: numbers mean nothing. ' if args.quick else ''}"
              f"Decomposer: {size} px, the decompose settings of {Path(args.recipe).name} with {args.steps} steps per arm "
              f"(batch {recipe.decompose.batch}). World training images: {args.data_resolution} px, pose "
@@ -166,10 +205,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"uniform yaw in [-90, 90] ({int((ev['yaw'].abs() > 45).sum())} with |yaw| > 45), rendered at "
              f"{args.data_resolution} px. MAE in degrees; yaw slope = least-squares slope of predicted on true yaw "
              "(1 = right scale); SIDE and MAD (degrees) on the face skin the decomposer covers. s/step: wall "
-             "seconds per training step (the machine may have been shared; see the load in the README).")
+             "seconds per training step (the machine may have been shared; see the load in the README). "
+             "PSNR: reconstruction of the eval faces. Rows with several seeds give mean +- std over seeds. "
+             "The 'harness' arm trains on renderer-made faces (decompose/harness.py); its world numbers say how it "
+             "transfers, its own held-out harness scores are: "
+             + ("; ".join(f"{h['arm']}: slope {h['slope']}, r {h['r']}, MAE {h['mae']}" for h in harness_rows) or "not run"))
     write_results(args.name, rows, "Stage 2 decomposition vs the synthetic world's truth", notes=notes,
                   extra={"results": results}, columns=COLUMNS, out_dir=out_dir)
-    return {"rows": rows, "results": results, "eval": ev}
+    return {"rows": rows, "results": results, "eval": ev, "harness": harness_rows}
 
 
 if __name__ == "__main__":

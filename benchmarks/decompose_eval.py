@@ -64,6 +64,11 @@ def _pearson(a: Tensor, b: Tensor) -> float:
     return float((a @ b) / (a.norm() * b.norm()).clamp(min=1e-12))
 
 
+def _slope(pred: Tensor, true: Tensor) -> float:
+    tc = true.double() - true.double().mean()
+    return float((tc @ (pred.double() - pred.double().mean())) / (tc @ tc).clamp(min=1e-12))
+
+
 def _angles(n1: Tensor, n2: Tensor) -> Tensor:
     """Angle in degrees between unit normal maps [B, 3, H, W] -> [B, H, W]."""
     return torch.rad2deg(torch.acos((n1 * n2).sum(1).clamp(-1.0, 1.0)))
@@ -94,16 +99,26 @@ def evaluate(model: Decomposer, ev: dict[str, Tensor], batch: int = 128) -> dict
     model.eval()
     cfg = model.cfg
     r = Renderer(cfg.image_size, cfg.fov)
-    yaw, pitch, vdepth, covered = [], [], [], []
+    yaw, pitch, vdepth, covered, psnr = [], [], [], [], []
     for i in range(0, ev["x"].shape[0], batch):
         d = model(ev["x"][i:i + batch])
-        out = r.reconstruct(d.albedo, d.depth, d.light, d.view)
+        out = model.reconstruct(r, d)
         yaw.append(d.view[:, 1])
         pitch.append(d.view[:, 0])
         vdepth.append(out.depth)
-        covered.append(out.mask)
+        # layered: the face is where it is drawn with some opacity (the background layer has no depth)
+        covered.append(out.mask if out.alpha is None else out.mask & (out.alpha > 0.5))
+        psnr.append(_psnr(out.image, ev["x"][i:i + batch]))
     yaw, pitch, vdepth, covered = torch.cat(yaw), torch.cat(pitch), torch.cat(vdepth), torch.cat(covered)
-    return _scores(yaw, pitch, vdepth, ev["face"] & covered, ev, cfg.fov)
+    scores = _scores(yaw, pitch, vdepth, ev["face"] & covered, ev, cfg.fov)
+    scores["psnr"] = float(torch.cat(psnr).mean())
+    return scores
+
+
+def _psnr(recon: Tensor, target: Tensor) -> Tensor:
+    """[B] PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = ((recon.clamp(-1, 1) - target) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+    return 10 * torch.log10(4.0 / mse)
 
 
 def constant_baseline(ev: dict[str, Tensor], fov: float = 10.0) -> dict[str, Any]:
@@ -116,6 +131,7 @@ def constant_baseline(ev: dict[str, Tensor], fov: float = 10.0) -> dict[str, Any
 def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[str, Tensor], fov: float) -> dict[str, Any]:
     ty, tp = ev["yaw"], ev["pitch"]
     prof = ty.abs() > PROFILE
+    within = ty.abs() <= 60.0
     side, mad = depth_metrics(vdepth, ev["depth"], valid, fov)
     tyc = ty.double() - ty.double().mean()
     return {
@@ -124,6 +140,8 @@ def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[
         "pitch_mae": float((pitch - tp).abs().mean()),
         "yaw_r": _pearson(yaw, ty) if yaw.std() > 0 else 0.0,
         "yaw_slope": float((tyc @ (yaw.double() - yaw.double().mean())) / (tyc @ tyc)),
+        "yaw_r_60": _pearson(yaw[within], ty[within]) if yaw[within].std() > 0 else 0.0,
+        "yaw_slope_60": _slope(yaw[within], ty[within]),
         "pitch_r": _pearson(pitch, tp) if pitch.std() > 0 else 0.0,
         "side": side,
         "mad": mad,
@@ -135,7 +153,8 @@ def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[
 @torch.no_grad()
 def decomposition_picture(model: Decomposer, ev: dict[str, Tensor], path: str | Path, n: int = 6) -> Path:
     """Rows: n eval faces spread over the yaw range. Columns: input, reconstruction, albedo, shaded
-    depth, relit from the left and from the right, then the face rotated to -60, -30, 0, +30, +60."""
+    depth, (layered: face opacity, background layer), relit from the left and from the right, then the
+    face rotated to -60, -30, 0, +30, +60 (layered: over its still background)."""
     model.eval()
     cfg = model.cfg
     r = Renderer(cfg.image_size, cfg.fov)
@@ -145,21 +164,23 @@ def decomposition_picture(model: Decomposer, ev: dict[str, Tensor], path: str | 
     d = model(x)
     bg = -torch.ones_like(x)
 
-    def shown(out):
-        return torch.where(out.mask[:, None], out.image, bg).clamp(-1, 1)
+    def shown(out):  # a layered render is whole (face over its background); a single mesh shows its cover
+        return (out.image if out.alpha is not None else torch.where(out.mask[:, None], out.image, bg)).clamp(-1, 1)
 
     grey = torch.zeros_like(d.albedo)
     side_light = lambda dx: torch.tensor([[0.25] * 3 + [0.8] * 3 + [dx, -0.2]]).expand(n, 8)  # noqa: E731
-    cols = [x, shown(r.reconstruct(d.albedo, d.depth, d.light, d.view)), d.albedo,
-            r.shade(grey, d.depth, side_light(-0.7)).clamp(-1, 1)]
+    layered = d.alpha is not None
+    cols = [x, shown(model.reconstruct(r, d)), d.albedo, r.shade(grey, d.depth, side_light(-0.7)).clamp(-1, 1)]
+    if layered:  # the face layer's opacity and the still background layer
+        cols += [d.alpha[:, None].expand(-1, 3, -1, -1) * 2 - 1, d.background]
     for dx in (-1.0, 1.0):
         relit = d.light.clone()
         relit[:, 6] = dx
-        cols.append(shown(r.reconstruct(d.albedo, d.depth, relit, d.view)))
+        cols.append(shown(model.reconstruct(r, d, light=relit)))
     for yaw in (-60.0, -30.0, 0.0, 30.0, 60.0):
-        view = torch.zeros(n, 6)
+        view = d.view.clone() if layered else torch.zeros(n, 6)
         view[:, 1] = yaw
-        cols.append(shown(r.reconstruct(d.albedo, d.depth, d.light, view)))
+        cols.append(shown(model.reconstruct(r, d, view=view)))
     grid = torch.stack(cols, 1).flatten(0, 1)
     if grid.shape[-1] < 64:  # tiny faces: show each pixel as a block
         grid = F.interpolate(grid, scale_factor=64 // grid.shape[-1], mode="nearest")

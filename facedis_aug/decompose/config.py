@@ -16,6 +16,38 @@ class DecomposeConfig:
     # itself (folder or synthetic world; no w, so no yaw augmentation) (ours)
     source: Literal["generator", "data"] = "generator"
 
+    # --- image model ---
+    # a face layer in the canonical frame (albedo, depth, soft opacity), rotated by the view and
+    # alpha-composited over a background layer in the image frame that does not rotate (ours). False:
+    # unsup3d's single mesh, background included, which measurably suppresses the learned yaw 6-7x on
+    # faces in front of a still background (slope 0.034-0.044 vs 0.40 when the background turns too).
+    layers: bool = True
+    # layered: the learned relief is depth_residual * tanh(raw) on top of the convex prior (below), so
+    # the face cannot go hollow (needs shape_prior > 2 depth_residual): an offset the net can undo was
+    # undone in a few hundred steps (the face went concave and yaw came out reversed, r -0.85).
+    depth_residual: float = 0.02
+    # layered: depth of the face's outline; the view rotates about depth 1. A head turns about a point
+    # behind its face, so the face must sit in front of it: with the outline at 1.0 (and the nose 0.05
+    # in front) the turned face barely moved, and the loss's gradient w.r.t. yaw pointed away from the
+    # true yaw (corr -0.08 on the harness, with the true albedo and opacity). The synthetic world's
+    # heads (human proportions) have the outline 0.03 and the nose 0.085 in front of the centre.
+    face_depth: float = 0.97
+    # layered: the face opacity is sigmoid(alpha_prior_logit * (1 - rho) + alpha_residual * tanh(raw)),
+    # rho the ellipse radius of shape_prior_axes: opaque in the middle whatever the net says, free near
+    # the ellipse, transparent far from it, so the background layer cannot take the face over.
+    alpha_prior_logit: float = 6.0
+    alpha_residual: float = 4.0
+    # the face layer's albedo, depth and opacity are mirror-symmetric by construction (ours; unsup3d only
+    # encourages it with the flip branch, whose learned confidence lets each image keep an asymmetric
+    # canonical face: the albedo net then drew every face already turned, and the view stayed frontal)
+    symmetric: bool = True
+    # layered: the background layer is the image's own pixels beyond this radius of the prior ellipse,
+    # smoothly filled in towards the middle (ours). A learned background net (an encoder-decoder at
+    # S/4) left the harness's textured backgrounds badly drawn (PSNR 19) and the yaw slope at 0.23 after
+    # 300 steps; filling from every pixel the face does not cover explained the face itself (the view
+    # ran to 90 degrees); this ring gave 0.29 (r 0.96), a flat grey background 0.56 (harness, 32 px).
+    background_ring: float = 1.3
+
     # --- camera and geometry ---
     fov: float = 10.0  # perspective field of view in degrees (unsup3d)
     min_depth: float = 0.9  # canonical depth range, world units (unsup3d)
@@ -23,7 +55,11 @@ class DecomposeConfig:
     rot_range: float = 90.0  # |yaw| limit in degrees (ours: profiles need 90; unsup3d uses 60)
     pitch_range: float = 60.0  # |pitch| limit in degrees (unsup3d)
     roll_range: float = 60.0  # |roll| limit in degrees (unsup3d)
-    xy_translation_range: float = 0.1  # |tx|, |ty| limit in world units; tz is fixed at 0 (unsup3d)
+    # |tx|, |ty| limit in world units; tz is fixed at 0. unsup3d's 0.1 is more than a half image width
+    # at depth 1: a turned head's sideways shift was then explained by tx and the learned yaw came out
+    # reversed (harness slope -0.12, r -0.91; 0 range: +0.15, r +0.92). Aligned crops barely move: the
+    # synthetic world's heads move by 0.06 half-widths = 0.005 (ours).
+    xy_translation_range: float = 0.01
     # convex start for the depth (ours; unsup3d has none): an ellipsoid of this relief (world units)
     # and these semi-axes (fractions of the half image) is added to the depth net's raw output, which
     # learns the residual. It breaks the hollow-face ambiguity (a concave face turned by -yaw looks
@@ -49,6 +85,17 @@ class DecomposeConfig:
     lr: float = 1e-4  # Adam learning rate (unsup3d)
 
     # --- losses ---
+    # sigma >= conf_floor (image units, in [-1, 1]): without a floor the confidence net won by giving up,
+    # sigma -> 1e-9 on pixels it could match exactly, its gradient (7.8) drowning the others (0.005) and
+    # the learned yaw slope falling 1.19 -> 0.17 between steps 200 and 600 (ours; unsup3d has none)
+    conf_floor: float = 0.05
+    confidence: Literal["learned", "fixed"] = "learned"  # fixed: sigma = 1, a plain L1 (ours, for ablation)
+    # ambient and diffuse intensities live in [light_floor, 1]: with mutual reconstruction they died at
+    # ~1e-9 and the render went black (ours; unsup3d: [0, 1])
+    light_floor: float = 0.05
+    # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
+    # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
+    saturated: float = 0.995
     flip_weight: float = 0.5  # weight of the horizontally flipped (symmetry) branch (unsup3d)
     # flip symmetry fixes the canonical yaw and roll but not the pitch: any tilted frame is as
     # symmetric. This weight times (batch-mean pitch / 10 degrees)^2 pins the canonical pitch to the
@@ -94,6 +141,17 @@ class DecomposeConfig:
             raise ValueError(f"shape_prior must be in [0, (max_depth - min_depth) / 2), got {self.shape_prior}")
         if len(self.shape_prior_axes) != 2 or not all(0.0 < a <= 1.5 for a in self.shape_prior_axes):
             raise ValueError(f"shape_prior_axes must be two semi-axes in (0, 1.5], got {self.shape_prior_axes}")
+        if self.layers:
+            if not 0.0 < 2 * self.depth_residual < self.shape_prior:
+                raise ValueError(f"layers need 0 < 2 * depth_residual < shape_prior (a face that cannot go hollow), "
+                                 f"got depth_residual {self.depth_residual}, shape_prior {self.shape_prior}")
+            if not 1.0 <= self.background_ring:
+                raise ValueError(f"background_ring must be >= 1 (outside the face ellipse), got {self.background_ring}")
+        if self.layers and not 0.5 < self.face_depth - self.shape_prior - self.depth_residual < self.face_depth <= 1.5:
+            raise ValueError(f"face_depth must be in (0.5 + shape_prior + depth_residual, 1.5], got {self.face_depth}")
+        if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:
+            raise ValueError(f"need conf_floor > 0, light_floor in [0, 1), saturated in (0, 1]; got "
+                             f"{self.conf_floor}, {self.light_floor}, {self.saturated}")
         if self.pitch_gauge < 0:
             raise ValueError(f"pitch_gauge must be >= 0, got {self.pitch_gauge}")
         for name in ("mutual_eps", "aug_momentum", "aug_share"):

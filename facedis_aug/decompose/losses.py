@@ -41,6 +41,7 @@ def photometric_l1(recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor) -
     recon, target [B, 3, H, W]; sigma [B, 1, H, W] > 0; mask [B, H, W] bool (valid depth)."""
     if recon.shape != target.shape or sigma.shape[1] != 1 or mask.shape != recon.shape[:1] + recon.shape[2:]:
         raise ValueError(f"shapes: recon {tuple(recon.shape)}, target {tuple(target.shape)}, sigma {tuple(sigma.shape)}, mask {tuple(mask.shape)}")
+    # the decomposer's sigma has a floor (DecomposeConfig.conf_floor); EPS only guards other callers
     loss = (recon - target).abs() * math.sqrt(2.0) / (sigma + EPS) + torch.log(sigma + EPS)
     return _masked_mean(loss, mask[:, None])
 
@@ -132,13 +133,25 @@ def _reconstruction_loss(
     terms: dict[str, float],
     prefix: str,
 ) -> tuple[Tensor, Rendered]:
-    """L1 (+ perceptual) of images rendered from (albedo, depth) and their mirror with d's view/light."""
+    """L1 (+ perceptual) of images rendered from (albedo, depth) and their mirror with d's view/light.
+
+    Layered model: the face layer (with d's own opacity, mirrored with it) over d's own background,
+    every pixel counts. Single mesh: only pixels both renders cover count (unsup3d). Either way target
+    pixels at |x| >= cfg.saturated are left out (an exact match there lets sigma collapse)."""
     b = images.shape[0]
     alb2 = torch.cat([albedo, albedo.flip(3)], 0)
     dep2 = torch.cat([depth, depth.flip(2)], 0)
-    out = renderer.reconstruct(alb2, dep2, d.light.repeat(2, 1), d.view.repeat(2, 1))
+    light2, view2 = d.light.repeat(2, 1), d.view.repeat(2, 1)
+    unsaturated = images.detach().abs().amax(1) < cfg.saturated
+    if cfg.layers:
+        assert d.alpha is not None and d.background is not None
+        alpha2 = torch.cat([d.alpha, d.alpha.flip(2)], 0)
+        out = renderer.reconstruct_layered(alb2, dep2, alpha2, light2, view2, d.background.repeat(2, 1, 1, 1))
+        mask = unsaturated
+    else:
+        out = renderer.reconstruct(alb2, dep2, light2, view2)
+        mask = out.mask[:b] & out.mask[b:] & unsaturated  # unsup3d: both renders must be valid
     rec, rec_flip = out.image[:b], out.image[b:]
-    mask = out.mask[:b] & out.mask[b:]  # unsup3d: both the direct and the flipped render must be valid
     l1 = photometric_l1(rec, images, conf[:, 0:1], mask)
     l1_flip = photometric_l1(rec_flip, images, conf[:, 1:2], mask)
     loss = l1 + cfg.flip_weight * l1_flip
@@ -151,7 +164,8 @@ def _reconstruction_loss(
         terms[f"{prefix}perc"] = p.item()
         terms[f"{prefix}perc_flip"] = p_flip.item()
     terms[f"{prefix}valid"] = mask.float().mean().item()
-    return loss, Rendered(image=rec, mask=mask, depth=out.depth[:b], grid=out.grid[:b])
+    return loss, Rendered(image=rec, mask=mask, depth=out.depth[:b], grid=out.grid[:b],
+                          alpha=None if out.alpha is None else out.alpha[:b])
 
 
 def decomposition_loss(

@@ -10,15 +10,17 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import load_safetensors, save_safetensors
 from ..ops.dataconf import from_dict, to_dict
 from .config import DecomposeConfig
 
-FORMAT = "facedis-aug decomposer v1"
+FORMAT = "facedis-aug decomposer v1"  # the config in the metadata says which image model
 
 
 def _groups(ch: int) -> int:
@@ -125,14 +127,38 @@ class ConfNet(nn.Module):
         return self.up(h), self.perc_head(h)
 
 
+def smooth_fill(images: Tensor, known: Tensor) -> Tensor:
+    """images [B, C, S, S] known where known [B, 1, S, S] = 1 -> [B, C, S, S] filled everywhere.
+
+    Normalised averaging at box sizes 2, 4, ..., S: each pixel takes the finest scale whose box holds
+    at least a quarter of known pixels (blended over the coarser ones), so known pixels stay nearly as
+    they are and holes get the colour of their surroundings."""
+    s = images.shape[-1]
+    filled = torch.zeros_like(known)
+    out = torch.zeros_like(images)
+    k = 2
+    up = lambda t: F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False)  # noqa: E731
+    while k <= s:
+        # numerator and share are upsampled apart, so that a constant image fills to that constant
+        share = up(F.avg_pool2d(known, k))
+        est = up(F.avg_pool2d(images * known, k)) / share.clamp(min=1e-6)
+        weight = (share * 4).clamp(max=1.0) * (1 - filled)
+        out, filled = out + weight * est, filled + weight
+        k *= 2
+    mean = (images * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1.0)
+    return out + (1 - filled) * mean
+
+
 @dataclass
 class Decomposition:
     view: Tensor  # [B, 6]: pitch, yaw, roll in degrees, then tx, ty, tz in world units (tz = 0)
     light: Tensor  # [B, 8]: ambient RGB, diffuse RGB in [0, 1], light direction dx, dy in [-1, 1]
     albedo: Tensor  # [B, 3, S, S] canonical albedo in [-1, 1]
     depth: Tensor  # [B, S, S] canonical depth in [min_depth, max_depth], border columns clamped
-    conf: Tensor  # [B, 2, S, S] sigma of the L1 loss (direct, flipped)
-    conf_perc: Tensor  # [B, 2, S/4, S/4] sigma of the perceptual loss (direct, flipped)
+    conf: Tensor  # [B, 2, S, S] sigma of the L1 loss (direct, flipped), >= cfg.conf_floor
+    conf_perc: Tensor  # [B, 2, S/4, S/4] sigma of the perceptual loss (direct, flipped), >= cfg.conf_floor
+    alpha: Optional[Tensor] = None  # [B, S, S] canonical face opacity in [0, 1] (layered model only)
+    background: Optional[Tensor] = None  # [B, 3, S, S] background layer in the image frame, [-1, 1] (layered)
 
 
 class Decomposer(nn.Module):
@@ -144,7 +170,9 @@ class Decomposer(nn.Module):
         s = cfg.image_size
         self.net_view = Encoder(s, 6, cfg.head_channels)
         self.net_light = Encoder(s, 8, cfg.head_channels)
-        self.net_depth = EncoderDecoder(s, 3, 1, cfg.channels, cfg.bottleneck)
+        # layered: the depth net's second channel is the face opacity (shape and silhouette together)
+        self.net_depth = EncoderDecoder(s, 3, 2 if cfg.layers else 1, cfg.channels, cfg.bottleneck)
+
         self.net_albedo = EncoderDecoder(s, 3, 3, cfg.channels, cfg.bottleneck)
         self.net_conf = ConfNet(s, 3, cfg.conf_channels, cfg.conf_bottleneck)
         self.net_mutual_conf = ConfNet(s, 6, cfg.conf_channels, cfg.conf_bottleneck)  # reads (I, I') (Sec. 3.2)
@@ -158,21 +186,31 @@ class Decomposer(nn.Module):
         border[:, -bw:] = 1.0
         self.register_buffer("depth_border", border, persistent=False)
         self.register_buffer("depth_prior", self._prior_raw(cfg), persistent=False)
+        self.register_buffer("face_cap", self._cap(cfg), persistent=False)
+        v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        ax, ay = cfg.shape_prior_axes
+        rho = torch.sqrt((u / ax) ** 2 + (v / ay) ** 2)  # 1 on the prior ellipse
+        self.register_buffer("alpha_prior", cfg.alpha_prior_logit * (1 - rho), persistent=False)
+        self.register_buffer("background_ring", (rho > cfg.background_ring).float(), persistent=False)
         if cfg.zero_init_heads:
             for head in (self.net_view, self.net_light):
                 nn.init.zeros_(head.net[-2].weight)  # the last 1x1 conv, before the tanh
                 nn.init.zeros_(head.net[-2].bias)
 
     @staticmethod
-    def _prior_raw(cfg: DecomposeConfig) -> Tensor:
-        """[S, S] raw-depth offset of the convex shape prior (cfg.shape_prior): an ellipsoid cap whose
-        depth, through the tanh of `depth_from_raw`, stands out by about shape_prior world units."""
+    def _cap(cfg: DecomposeConfig) -> Tensor:
+        """[S, S] ellipsoid cap with semi-axes cfg.shape_prior_axes: 1 in the middle, 0 outside."""
         s = cfg.image_size
         v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         ax, ay = cfg.shape_prior_axes
-        cap = torch.sqrt((1 - (u / ax) ** 2 - (v / ay) ** 2).clamp(min=0))
+        return torch.sqrt((1 - (u / ax) ** 2 - (v / ay) ** 2).clamp(min=0))
+
+    @classmethod
+    def _prior_raw(cls, cfg: DecomposeConfig) -> Tensor:
+        """[S, S] raw-depth offset of the single-mesh model's convex shape prior (cfg.shape_prior): an
+        ellipsoid cap whose depth, through the tanh of `depth_from_raw`, stands out by about shape_prior."""
         # near raw = 0 the depth moves by (max - min) / 2 per unit raw; closer to the camera is smaller depth
-        return -cfg.shape_prior / ((cfg.max_depth - cfg.min_depth) / 2) * cap
+        return -cfg.shape_prior / ((cfg.max_depth - cfg.min_depth) / 2) * cls._cap(cfg)
 
     def _check(self, images: Tensor, channels: int = 3) -> None:
         s = self.cfg.image_size
@@ -183,11 +221,17 @@ class Decomposer(nn.Module):
         return raw * self.view_scale
 
     def light_from_raw(self, raw: Tensor) -> Tensor:
-        return torch.cat([raw[:, :6] / 2.0 + 0.5, raw[:, 6:]], 1)  # unsup3d: tanh -> [0, 1] intensities
+        lo = self.cfg.light_floor  # unsup3d: tanh -> [0, 1] intensities; ours keep a floor
+        return torch.cat([lo + (1.0 - lo) * (raw[:, :6] / 2.0 + 0.5), raw[:, 6:]], 1)
 
     def depth_from_raw(self, raw: Tensor) -> Tensor:
-        """[B, S, S] network output -> mean-centred, tanh into [min_depth, max_depth], border clamped."""
+        """[B, S, S] network output -> canonical depth.
+
+        Layered: face_depth - shape_prior * cap + depth_residual * tanh(raw), a convex face the net cannot
+        turn hollow. Single mesh (unsup3d): mean-centred, tanh into [min_depth, max_depth], border clamped."""
         cfg = self.cfg
+        if cfg.layers:
+            return cfg.face_depth - cfg.shape_prior * self.face_cap + cfg.depth_residual * torch.tanh(raw)
         raw = raw + self.depth_prior
         d = raw - raw.mean(dim=(1, 2), keepdim=True)
         d = torch.tanh(d)
@@ -195,16 +239,38 @@ class Decomposer(nn.Module):
         far = 0.7 * cfg.max_depth + 0.3 * cfg.min_depth  # unsup3d's border depth
         return d * (1 - self.depth_border) + far * self.depth_border
 
+    def _sigma(self, maps: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """A confidence net's maps -> sigma with the floor, or ones when cfg.confidence is 'fixed'."""
+        if self.cfg.confidence == "fixed":
+            return torch.ones_like(maps[0]), torch.ones_like(maps[1])
+        return maps[0] + self.cfg.conf_floor, maps[1] + self.cfg.conf_floor
+
+    def alpha_from_raw(self, raw: Tensor) -> Tensor:
+        """[B, S, S] network output -> face opacity in [0, 1] around the prior ellipse (see the config)."""
+        return torch.sigmoid(self.alpha_prior + self.cfg.alpha_residual * torch.tanh(raw))
+
+    def background_of(self, images: Tensor) -> Tensor:
+        """Background layer [B, 3, S, S]: the image's own pixels outside the background ring, smoothly
+        filled in towards the middle (`smooth_fill`). It never sees the face, so it cannot draw it."""
+        ring = self.background_ring.expand(images.shape[0], 1, *self.background_ring.shape)
+        return smooth_fill(images, ring)
+
     def forward(self, images: Tensor) -> Decomposition:
         self._check(images)
-        conf, conf_perc = self.net_conf(images)
+        conf, conf_perc = self._sigma(self.net_conf(images))
+        shape, albedo = self.net_depth(images), self.net_albedo(images)
+        if self.cfg.symmetric:
+            shape, albedo = (shape + shape.flip(3)) / 2, (albedo + albedo.flip(3)) / 2
+        layered = self.cfg.layers
         return Decomposition(
             view=self.view_from_raw(self.net_view(images)),
             light=self.light_from_raw(self.net_light(images)),
-            albedo=torch.tanh(self.net_albedo(images)),
-            depth=self.depth_from_raw(self.net_depth(images)[:, 0]),
+            albedo=torch.tanh(albedo),
+            depth=self.depth_from_raw(shape[:, 0]),
             conf=conf,
             conf_perc=conf_perc,
+            alpha=self.alpha_from_raw(shape[:, 1]) if layered else None,
+            background=self.background_of(images) if layered else None,
         )
 
     def mutual_confidence(self, images: Tensor, partners: Tensor) -> tuple[Tensor, Tensor]:
@@ -212,7 +278,16 @@ class Decomposer(nn.Module):
         [B, 2, S/4, S/4]). The image supplies view and light, the partner texture and shape."""
         self._check(images)
         self._check(partners)
-        return self.net_mutual_conf(torch.cat([images, partners], 1))
+        return self._sigma(self.net_mutual_conf(torch.cat([images, partners], 1)))
+
+    def reconstruct(self, renderer, d: Decomposition, *, view: Optional[Tensor] = None, light: Optional[Tensor] = None):
+        """Render d (optionally at another view [B, 6] or light [B, 8]) with this model's image model:
+        the layered composite or unsup3d's single mesh. Returns the renderer's `Rendered`."""
+        view = d.view if view is None else view
+        light = d.light if light is None else light
+        if self.cfg.layers:
+            return renderer.reconstruct_layered(d.albedo, d.depth, d.alpha, light, view, d.background)
+        return renderer.reconstruct(d.albedo, d.depth, light, view)
 
     @torch.no_grad()
     def estimate_view(self, images: Tensor) -> dict[str, Tensor]:
@@ -237,6 +312,9 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise ValueError(f"{path}: not a decomposer file (format {meta.get('format')!r}, expected {FORMAT!r})")
     stored = dict(meta["config"])
     stored.setdefault("shape_prior", 0.0)  # files from before the shape prior had none
+    # files from before the layered model: one mesh, no floors (what they were trained with)
+    for key, old in (("layers", False), ("conf_floor", 1e-7), ("light_floor", 0.0), ("saturated", 1.0)):
+        stored.setdefault(key, old)
     cfg = from_dict(DecomposeConfig, stored, "decompose")
     model = Decomposer(cfg)
     model.load_state_dict(tensors, strict=True)

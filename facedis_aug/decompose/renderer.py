@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,8 @@ from torch import Tensor, nn
 
 # z-buffer candidates (triangle, pixel) held at once; ~140 bytes each at the peak
 MAX_CANDIDATES = 2_000_000
+# a face-layer triangle draws when one of its corners is more opaque than this
+ALPHA_DRAWN = 0.02
 
 
 def rotation_matrix(angles: Tensor) -> Tensor:
@@ -59,6 +62,7 @@ class Rendered:
     mask: Tensor  # [B, H, W] bool: pixel covered by the mesh and its canonical source inside the map
     depth: Tensor  # [B, H, W] view-space depth of the front surface (rot-centre depth where uncovered)
     grid: Tensor  # [B, H, W, 2] view pixel -> canonical position in grid_sample's [-1, 1] units
+    alpha: Optional[Tensor] = None  # [B, H, W] face-layer opacity in the view (layered renders only)
 
 
 class Renderer(nn.Module):
@@ -117,8 +121,10 @@ class Renderer(nn.Module):
             raise ValueError(f"depth must be [B, {self.image_size}, {self.image_size}], got {tuple(depth.shape)}")
 
     # ----------------------------------------------------------------- z-buffer
-    def rasterize(self, view_points: Tensor) -> tuple[Tensor, Tensor]:
+    def rasterize(self, view_points: Tensor, keep: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Z-buffer of the grid mesh `view_points` [B, H, W, 3] (view space) onto the H x W pixel grid.
+        With `keep` [B, H, W] bool (per vertex), only triangles with a kept corner draw (the face
+        layer: its transparent surroundings must not occlude the face).
 
         Returns depth [B, H, W] (front surface, interpolated perspective-correctly and differentiably
         w.r.t. the vertices; rot-centre depth where uncovered) and covered [B, H, W] bool.
@@ -132,8 +138,9 @@ class Renderer(nn.Module):
         verts = torch.cat([self.project(view_points), view_points[..., 2:3]], -1).reshape(b * h * w, 3)
         # global vertex ids of every triangle of every batch item: [3, B*T] (vertex k of triangle i)
         corner = (faces.T[:, None, :] + (torch.arange(b, device=faces.device) * (h * w))[None, :, None]).reshape(3, -1)
+        keep_tri = None if keep is None else keep.reshape(-1)[corner].any(0)
         with torch.no_grad():
-            tri_id, pix = self._front_triangles(verts.detach(), corner, b, h, w)
+            tri_id, pix = self._front_triangles(verts.detach(), corner, b, h, w, keep_tri)
         depth = torch.full((b * h * w,), self.rot_center_depth, dtype=verts.dtype, device=verts.device)
         covered = torch.zeros(b * h * w, dtype=torch.bool, device=verts.device)
         if tri_id.numel():
@@ -148,7 +155,8 @@ class Renderer(nn.Module):
             covered[pix] = True
         return depth.view(b, h, w), covered.view(b, h, w)
 
-    def _front_triangles(self, verts: Tensor, corner: Tensor, b: int, h: int, w: int) -> tuple[Tensor, Tensor]:
+    def _front_triangles(self, verts: Tensor, corner: Tensor, b: int, h: int, w: int,
+                         keep_tri: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Non-differentiable visibility. verts [B*H*W, (u, v, z)], corner [3, B*T] vertex ids. Returns,
         for every covered pixel, the global id of its nearest triangle and the global pixel id
         (b * H * W + v * W + u)."""
@@ -163,6 +171,8 @@ class Renderer(nn.Module):
         area = du1 * dv2 - du2 * dv1
         # degenerate (edge-on) triangles and vertices behind the camera draw nothing
         ok = (area.abs() > 1e-12) & (z.amin(0) > 1e-6) & (u.amax(0) >= 0) & (u.amin(0) <= w - 1)
+        if keep_tri is not None:
+            ok = ok & keep_tri
         count = torch.where(ok, bw * bh, torch.zeros_like(bw))
         total = int(count.sum())
         if total == 0:
@@ -294,6 +304,38 @@ class Renderer(nn.Module):
     def reconstruct(self, albedo: Tensor, depth: Tensor, light: Tensor, view: Tensor) -> Rendered:
         """The full image model: shade the canonical albedo with the depth's normals, warp into `view`."""
         return self.render(self.shade(albedo, depth, light), depth, view)
+
+    def render_layer(self, canon_image: Tensor, canon_depth: Tensor, canon_alpha: Tensor, view: Tensor) -> Rendered:
+        """Warp a face layer (canon_image [B, C, H, W], its depth [B, H, W] and opacity canon_alpha
+        [B, H, W] in [0, 1]) into `view`. Only triangles with a corner of opacity > ALPHA_DRAWN draw; the
+        opacity is warped with the same grid as the image and is 0 where nothing is drawn."""
+        self._check_depth(canon_depth)
+        if canon_alpha.shape != canon_depth.shape:
+            raise ValueError(f"canon_alpha {tuple(canon_alpha.shape)} does not match depth {tuple(canon_depth.shape)}")
+        if canon_image.ndim != 4 or canon_image.shape[0] != canon_depth.shape[0] or canon_image.shape[2:] != canon_depth.shape[1:]:
+            raise ValueError(f"canon_image {tuple(canon_image.shape)} does not match depth {tuple(canon_depth.shape)}")
+        view = view.to(canon_depth.dtype)
+        view_points = self.transform(self.depth_to_points(canon_depth), view)
+        depth, covered = self.rasterize(view_points, keep=canon_alpha.detach() > ALPHA_DRAWN)
+        grid = self.inverse_warp_grid(depth, view)
+        inside = (grid.detach().abs() <= 1.0 + 1e-6).all(-1)
+        both = F.grid_sample(torch.cat([canon_image, canon_alpha[:, None]], 1), grid, mode="bilinear",
+                             padding_mode="zeros", align_corners=True)
+        alpha = both[:, -1] * (covered & inside).to(both.dtype)
+        return Rendered(image=both[:, :-1], mask=covered & inside, depth=depth, grid=grid, alpha=alpha)
+
+    def reconstruct_layered(self, albedo: Tensor, depth: Tensor, alpha: Tensor, light: Tensor, view: Tensor,
+                            background: Tensor) -> Rendered:
+        """The layered image model: the shaded face layer (albedo [B, 3, H, W], depth and alpha [B, H, W]
+        in the canonical frame) rendered into `view` and alpha-composited over `background` [B, 3, H, W],
+        which stays in the image frame (photos keep their background still while the head turns).
+        `image` is the composite, `alpha` the face's opacity in the view, `mask` where the face is drawn."""
+        if background.shape != albedo.shape:
+            raise ValueError(f"background {tuple(background.shape)} does not match albedo {tuple(albedo.shape)}")
+        face = self.render_layer(self.shade(albedo, depth, light), depth, alpha, view)
+        a = face.alpha[:, None]
+        return Rendered(image=a * face.image + (1 - a) * background, mask=face.mask, depth=face.depth, grid=face.grid,
+                        alpha=face.alpha)
 
 
 def _barycentric(u: Tensor, v: Tensor, pu: Tensor, pv: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,17 +14,17 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ..ops.resize import resize_square
 
 Sampler = Callable[[int], "tuple[Tensor, Optional[Tensor]]"]
 
 
 def resize_to(images: Tensor, size: int) -> Tensor:
-    """[B, 3, H, W] -> [B, 3, size, size], antialiased bilinear (paper Sec. 4: generations go to 64 px)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    """[B, 3, H, W] -> [B, 3, size, size] (paper Sec. 4: generations go to 64 px), with the resize the
+    bundle's view head uses at serve time (`ops.resize_square`)."""
+    return resize_square(images, size)
 
 
 def generator_sampler(G: Any, size: int, batch: int, seed: int, device: Any = "cpu") -> tuple[Sampler, Callable[[Tensor], Tensor]]:

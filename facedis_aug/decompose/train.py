@@ -127,18 +127,30 @@ def _load_checkpoint(path: Path, cfg: DecomposeConfig, model: Decomposer, opt: t
 
 @torch.no_grad()
 def _snapshot(path: Path, model: Decomposer, renderer: Renderer, images: Tensor, out: StepOutput) -> None:
-    """Rows: one face each. Columns: input, reconstruction, albedo, shaded depth, yaw sweep (-90..90)."""
+    """Rows: one face each. Columns: input, reconstruction, albedo, shaded depth, (layered: opacity and
+    background layer), relit from the left, then the face at yaws SWEEP_YAWS (layered: over its still
+    background; single mesh: on black)."""
     n = min(8, images.shape[0])
-    d = out.decomposition
+    full = out.decomposition
+    d = type(full)(**{k: (v[:n] if isinstance(v, Tensor) else v) for k, v in vars(full).items()})
     bg = -torch.ones_like(images[:n])
     light = torch.tensor([[0.3] * 3 + [0.7] * 3 + [-0.5, -0.5]], device=images.device).expand(n, 8)
-    shaded = renderer.shading(renderer.normals(d.depth[:n]), light) * 2 - 1
-    cols = [images[:n], torch.where(out.mask[:n, None], out.recon[:n], bg), d.albedo[:n], shaded.clamp(-1, 1)]
+    shaded = renderer.shading(renderer.normals(d.depth), light) * 2 - 1
+    layered = d.alpha is not None
+
+    def shown(r):
+        return r.image if layered else torch.where(r.mask[:, None], r.image, bg)
+
+    cols = [images[:n], shown(model.reconstruct(renderer, d)).clamp(-1, 1), d.albedo, shaded.clamp(-1, 1)]
+    if layered:
+        cols += [d.alpha[:, None].expand(-1, 3, -1, -1) * 2 - 1, d.background]
+    relit = d.light.clone()
+    relit[:, 6] = -1.0
+    cols.append(shown(model.reconstruct(renderer, d, light=relit)).clamp(-1, 1))
     for yaw in SWEEP_YAWS:
-        view = torch.zeros(n, 6, device=images.device)
+        view = d.view.clone() if layered else torch.zeros(n, 6, device=images.device)
         view[:, 1] = yaw
-        r = renderer.reconstruct(d.albedo[:n], d.depth[:n], d.light[:n], view)
-        cols.append(torch.where(r.mask[:, None], r.image, bg))
+        cols.append(shown(model.reconstruct(renderer, d, view=view)).clamp(-1, 1))
     grid = torch.stack(cols, 1).flatten(0, 1).float().cpu()
     save_image_grid(grid, path, nrow=len(cols))
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.linear import fit_directions_with_r2, projection_std
+from ..ops.resize import resize_square
 
 SEMANTICS: tuple[str, ...] = (
     "pitch", "yaw", "roll", "tx", "ty", "tz",
@@ -71,11 +71,7 @@ def resize_for_decomposer(images: Tensor, size: int = DECOMPOSER_SIZE) -> Tensor
     """images [B, 3, R, R] in [-1, 1] -> [B, 3, size, size]; area-averaging when shrinking."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-    if images.shape[-2:] == (size, size):
-        return images
-    mode = "area" if images.shape[-1] > size else "bilinear"
-    kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(images, size=(size, size), mode=mode, **kwargs)
+    return resize_square(images, size)
 
 
 @torch.no_grad()

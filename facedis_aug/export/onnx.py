@@ -29,8 +29,9 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..ops.resize import resize_square
 
 Exporter = Literal["dynamo", "torchscript"]
 NoiseOption = Literal["const", "input", "none"]
@@ -121,11 +122,7 @@ def resize_to(images: Tensor, size: int) -> Tensor:
     """[B, 3, H, W] -> [B, 3, size, size]: area-averaging when shrinking, bilinear when growing."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-    if images.shape[-2:] == (size, size):
-        return images
-    if images.shape[-1] > size and images.shape[-2] > size:
-        return F.interpolate(images, size=(size, size), mode="area")
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return resize_square(images, size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ from .io import (
     write_json,
     JsonlLogger,
 )
+from .resize import resize_square
 
 __all__ = [
     "atomic_write",
     "load_safetensors",
     "load_training_state",
     "read_json",
+    "resize_square",
     "save_image_grid",
     "save_safetensors",
     "to_uint8_image",

@@ -47,18 +47,20 @@ def test_yaw_scores_known_answers():
 
 
 def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
-    argv = ["--quick", "--arms", "world-mutual", "gan-aug", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
+    argv = ["--quick", "--arms", "world-mutual", "gan-aug", "harness", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
     first = B.main(argv)
     doc = json.loads((tmp_path / "out" / "decompose_quick.json").read_text())
-    assert [r["arm"] for r in doc["rows"]] == ["constant (frontal, flat)", "world-mutual", "gan-aug"]
+    assert [r["arm"] for r in doc["rows"]] == ["constant (frontal, flat)", "world-mutual", "gan-aug", "harness"]
     assert doc["command"] and doc["machine"]["cpu"] and doc["date"]
+    assert -1 <= first["results"]["harness"][0]["harness"]["r"] <= 1 and "harness: slope" in doc["notes"]
     for r in doc["rows"]:
+        assert r["arm"].startswith("constant") or 0 < r["PSNR dB"] < 100
         assert 0 <= r["yaw MAE"] <= 180 and -1 <= r["yaw r"] <= 1 and r["SIDE"] >= 0 and 0 <= r["MAD deg"] <= 180
     assert doc["rows"][1]["mutual"] is True and doc["rows"][2]["yaw aug"] is True
     assert (tmp_path / "out" / "decompose_quick_gan-aug.png").is_file()
     assert first["eval"]["yaw"].abs().max() <= 90 and (first["eval"]["yaw"].abs() > 45).any()
     # a rerun skips the finished arms and gives the same numbers
     again = B.main(argv)
-    assert again["results"]["gan-aug"]["metrics"] == first["results"]["gan-aug"]["metrics"]
+    assert again["results"]["gan-aug"][0]["metrics"] == first["results"]["gan-aug"][0]["metrics"]
     stats = (next((tmp_path / "cache").glob("gan-aug-*")) / "stats.jsonl").read_text().splitlines()
     assert len(stats) == 3  # trained once: three logged steps, not six

@@ -27,9 +27,13 @@ def test_shapes_and_ranges(size):
     assert d.conf.shape == (3, 2, size, size) and d.conf_perc.shape == (3, 2, size // 4, size // 4)
     assert (d.conf > 0).all() and (d.conf_perc > 0).all()
     assert d.albedo.abs().max() <= 1
-    assert d.depth.min() >= cfg.min_depth and d.depth.max() <= cfg.max_depth
+    lo = cfg.face_depth - cfg.shape_prior - cfg.depth_residual
+    assert d.depth.min() >= lo - 1e-6 and d.depth.max() <= cfg.face_depth + cfg.depth_residual + 1e-6
+    assert d.alpha.shape == (3, size, size) and ((d.alpha >= 0) & (d.alpha <= 1)).all()
+    assert d.background.shape == (3, 3, size, size)
+    assert (d.conf >= cfg.conf_floor).all() and (d.conf_perc >= cfg.conf_floor).all()
     assert (d.view[:, 5] == 0).all()  # no z translation
-    assert ((d.light[:, :6] >= 0) & (d.light[:, :6] <= 1)).all()
+    assert ((d.light[:, :6] >= cfg.light_floor) & (d.light[:, :6] <= 1)).all()
     mc, mcp = model.mutual_confidence(x, x.roll(1, 0))
     assert mc.shape == (3, 2, size, size) and mcp.shape == (3, 2, size // 4, size // 4)
 
@@ -37,11 +41,11 @@ def test_shapes_and_ranges(size):
 def test_view_scaling_reaches_profile_yaw():
     model = Decomposer(_tiny(pitch_range=30.0, roll_range=20.0))
     v = model.view_from_raw(torch.tensor([[1.0, 1.0, 1.0, 1.0, -1.0, 1.0]]))
-    torch.testing.assert_close(v, torch.tensor([[30.0, 90.0, 20.0, 0.1, -0.1, 0.0]]))
+    torch.testing.assert_close(v, torch.tensor([[30.0, 90.0, 20.0, 0.01, -0.01, 0.0]]))
 
 
 def test_depth_post_processing_is_mean_centred_tanh_with_clamped_border():
-    cfg = _tiny(shape_prior=0.0)  # unsup3d's post-processing exactly
+    cfg = _tiny(shape_prior=0.0, layers=False)  # unsup3d's post-processing exactly
     model = Decomposer(cfg)
     torch.manual_seed(0)
     raw = torch.randn(2, 32, 32)
@@ -56,26 +60,28 @@ def test_depth_post_processing_is_mean_centred_tanh_with_clamped_border():
 
 
 def test_shape_prior_is_a_convex_symmetric_cap_of_the_given_relief():
-    cfg = _tiny(64, shape_prior=0.04)
+    cfg = _tiny(64, shape_prior=0.04, layers=False)
     d = Decomposer(cfg).depth_from_raw(torch.zeros(1, 64, 64))[0]
     torch.testing.assert_close(d, d.flip(1))  # left-right symmetric
     centre, corner = d[31:33, 31:33].mean(), d[2:6, 2:6].mean()
     assert centre < corner  # convex: the centre is nearer the camera
     # the cap stands out by about shape_prior (the tanh bends it slightly)
     assert 0.8 * 0.04 < float(corner - centre) < 1.05 * 0.04
-    flat = Decomposer(_tiny(64, shape_prior=0.0)).depth_from_raw(torch.zeros(1, 64, 64))[0]
+    flat = Decomposer(_tiny(64, shape_prior=0.0, layers=False)).depth_from_raw(torch.zeros(1, 64, 64))[0]
     interior = flat[:, 2:-2]
     assert torch.allclose(interior, interior[0, 0].expand_as(interior))
     with pytest.raises(ValueError, match="shape_prior"):
-        _tiny(shape_prior=0.2)
+        _tiny(shape_prior=0.2, layers=False)
 
 
 def test_zero_init_heads_start_frontal_and_neutral():
     torch.manual_seed(0)
     x = torch.rand(4, 3, 32, 32) * 2 - 1
-    d = Decomposer(_tiny())(x)
+    model = Decomposer(_tiny())
+    d = model(x)
     assert (d.view == 0).all()
-    torch.testing.assert_close(d.light, torch.tensor([[0.5] * 6 + [0.0, 0.0]]).expand(4, 8))
+    mid = model.cfg.light_floor + (1 - model.cfg.light_floor) * 0.5  # the middle of [light_floor, 1]
+    torch.testing.assert_close(d.light, torch.tensor([[mid] * 6 + [0.0, 0.0]]).expand(4, 8))
     torch.manual_seed(0)
     d = Decomposer(_tiny(zero_init_heads=False))(x)
     assert (d.view[:, :5] != 0).all()  # unsup3d's random start
@@ -123,13 +129,16 @@ def test_a_file_from_before_the_shape_prior_loads_without_it(tmp_path):
 
     from facedis_aug.ops import load_safetensors
 
-    model = Decomposer(_tiny(shape_prior=0.0)).eval()
+    model = Decomposer(_tiny(shape_prior=0.0, layers=False, conf_floor=1e-7, light_floor=0.0, saturated=1.0)).eval()
     path = save_decomposer(model, tmp_path / "decomposer.safetensors")
     tensors, meta = load_safetensors(path)
-    old = {k: v for k, v in meta["config"].items() if k not in ("shape_prior", "shape_prior_axes", "zero_init_heads", "pitch_gauge")}
+    new_keys = ("shape_prior", "shape_prior_axes", "zero_init_heads", "pitch_gauge", "layers", "conf_floor", "light_floor",
+                "saturated", "depth_residual", "face_depth", "alpha_prior_logit", "alpha_residual", "symmetric",
+                "background_ring", "confidence")
+    old = {k: v for k, v in meta["config"].items() if k not in new_keys}
     save_safetensors(tmp_path / "old.safetensors", tensors, metadata={"format": meta["format"], "config": old})
     loaded = load_decomposer(tmp_path / "old.safetensors")
-    assert loaded.cfg.shape_prior == 0.0, json.dumps(old)
+    assert loaded.cfg.shape_prior == 0.0 and loaded.cfg.layers is False, json.dumps(old)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(loaded(x).depth, model(x).depth, rtol=0, atol=0)
 
@@ -143,3 +152,69 @@ def test_config_validation_names_the_key():
         from_dict(DecomposeConfig, {"yaw_range": 90.0}, "decompose")
     cfg = from_dict(DecomposeConfig, {"vgg_weights": "/x/vgg.pth", "mutual": False}, "decompose")
     assert cfg.vgg_weights == "/x/vgg.pth" and cfg.mutual is False and cfg.rot_range == 90.0
+
+
+def test_layered_face_cannot_go_hollow_and_is_mirror_symmetric():
+    cfg = _tiny(64)
+    model = Decomposer(cfg)
+    for raw in (torch.full((1, 64, 64), 50.0), torch.full((1, 64, 64), -50.0), torch.randn(1, 64, 64) * 9):
+        # the worst the net can do: push the middle back and the outline forward
+        d = model.depth_from_raw(raw)
+        worst = model.depth_from_raw(torch.where(model.face_cap > 0.9, 50.0, -50.0)[None])
+        for depth in (d, worst):
+            centre, outline = depth[0, 32, 32], depth[0, 32, 52]  # column 52: just outside the 0.6 semi-axis
+            assert centre < outline, (centre, outline)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    d = model(x)
+    torch.testing.assert_close(d.albedo, d.albedo.flip(3))
+    torch.testing.assert_close(d.depth, d.depth.flip(2))
+    torch.testing.assert_close(d.alpha, d.alpha.flip(2))
+    # the opacity is bounded by its prior: opaque in the middle, clear far outside, whatever the net says
+    for raw in (torch.full((1, 64, 64), 50.0), torch.full((1, 64, 64), -50.0)):
+        a = model.alpha_from_raw(raw)[0]
+        assert a[32, 32] > 0.85 and a[0, 0] < 0.1
+
+
+def test_background_layer_never_sees_the_face():
+    cfg = _tiny(32)
+    model = Decomposer(cfg)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    y = x.clone()
+    inside = model.background_ring == 0
+    y[:, :, inside] = torch.rand_like(y[:, :, inside])  # repaint everything but the ring
+    torch.testing.assert_close(model.background_of(x), model.background_of(y))
+    # a flat ring colour fills the whole layer with that colour
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    torch.testing.assert_close(model.background_of(flat), flat)
+
+
+def test_smooth_fill_known_answers():
+    from facedis_aug.decompose.model import smooth_fill
+
+    img = torch.zeros(1, 1, 16, 16)
+    img[..., :, 8:] = 1.0  # left half 0, right half 1
+    known = torch.ones(1, 1, 16, 16)
+    known[..., 4:12, 4:12] = 0  # a hole across the edge
+    out = smooth_fill(img * known, known)
+    # known pixels far from the hole keep their value; the hole's left part is darker than its right
+    assert out[0, 0, 0, 0] == pytest.approx(0.0, abs=1e-6) and out[0, 0, 15, 15] == pytest.approx(1.0, abs=1e-6)
+    assert out[0, 0, 8, 5] < 0.5 < out[0, 0, 8, 10]
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_single_mesh_model_has_no_layers():
+    model = Decomposer(_tiny(layers=False))
+    d = model(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert d.alpha is None and d.background is None
+    assert not hasattr(model, "net_background")
+
+
+def test_confidence_floor_and_fixed_confidence():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    d = Decomposer(_tiny(conf_floor=0.2))(x)
+    assert d.conf.min() >= 0.2 and d.conf_perc.min() >= 0.2
+    fixed = Decomposer(_tiny(confidence="fixed"))
+    d = fixed(x)
+    assert (d.conf == 1).all() and (fixed.mutual_confidence(x, x.flip(0))[0] == 1).all()

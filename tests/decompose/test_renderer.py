@@ -250,3 +250,46 @@ def test_a_face_rotated_by_yaw_is_re_estimated_at_that_yaw(true_yaw):
         loss.backward()
         opt.step()
     assert yaw.item() == pytest.approx(true_yaw, abs=2.0)
+
+
+def test_render_layer_transparent_surroundings_do_not_occlude_and_alpha_warps_with_the_face():
+    r = Renderer(16, fov=10.0)
+    depth = torch.full((1, 16, 16), 0.95)
+    depth[:, :, :3] = 0.5  # a near wall at the left edge, but transparent
+    alpha = torch.zeros(1, 16, 16)
+    alpha[:, 4:12, 5:11] = 1.0
+    image = torch.rand(1, 3, 16, 16)
+    out = r.render_layer(image, depth, alpha, _view())
+    # frontal: the opacity is the canonical one where drawn, and the transparent wall draws nothing
+    torch.testing.assert_close(out.alpha, alpha * out.mask)
+    assert not out.mask[0, :, :2].any()
+    # with the wall opaque, it is drawn
+    assert r.render_layer(image, depth, torch.ones(1, 16, 16), _view()).mask[0, :, :2].all()
+    # turned by +30 degrees yaw the opaque patch moves towards the image's left
+    turned = r.render_layer(image, depth, alpha, _view(yaw=30.0))
+    cols = torch.arange(16.0)
+    centre = lambda a: float((a.sum(0) * cols).sum() / a.sum())  # noqa: E731  (column centroid)
+    assert centre(turned.alpha[0]) < centre(out.alpha[0]) - 0.5
+
+
+def test_layered_composite_and_gradcheck():
+    torch.manual_seed(3)
+    r = Renderer(6, fov=10.0)
+    depth = (0.95 + 0.02 * torch.rand(1, 6, 6, dtype=torch.float64)).requires_grad_()
+    alpha = (0.3 + 0.6 * torch.rand(1, 6, 6, dtype=torch.float64)).requires_grad_()
+    albedo = (torch.rand(1, 3, 6, 6, dtype=torch.float64) * 2 - 1).requires_grad_()
+    bg = (torch.rand(1, 3, 6, 6, dtype=torch.float64) * 2 - 1).requires_grad_()
+    light = torch.tensor([[0.3, 0.4, 0.5, 0.6, 0.5, 0.4, 0.2, -0.3]], dtype=torch.float64)
+    view = _view(yaw=17.0, pitch=4.0).requires_grad_()
+    out = r.reconstruct_layered(albedo, depth, alpha, light, view, bg)
+    a = out.alpha[:, None]
+    face = r.render_layer(r.shade(albedo, depth, light), depth, alpha, view)
+    torch.testing.assert_close(out.image, a * face.image + (1 - a) * bg)
+    mask = out.mask.clone()
+
+    def f(d, al, alb, b, vw):
+        o = r.reconstruct_layered(alb, d, al, light, vw, b)
+        assert torch.equal(o.mask, mask)
+        return o.image
+
+    assert torch.autograd.gradcheck(f, (depth, alpha, albedo, bg, view), eps=1e-6, atol=1e-6)

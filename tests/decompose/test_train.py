@@ -107,10 +107,12 @@ def test_pitch_gauge_pins_the_batch_mean_pitch():
             assert "pitch_gauge" not in out.terms and out.terms["total"] == pytest.approx(out.terms["recon"])
 
 
-def test_mutual_branch_renders_the_partners_albedo_and_depth():
-    """L~_recon = C~(I, I')^T |I - R(view, light, albedo', depth')|: recomputed here by hand."""
+@pytest.mark.parametrize("layers", [True, False])
+def test_mutual_branch_renders_the_partners_albedo_and_depth(layers):
+    """L~_recon = C~(I, I')^T |I - R(view, light, albedo', depth')|: recomputed here by hand. Layered:
+    the partner's albedo and depth with the image's own opacity and background."""
     torch.manual_seed(0)
-    cfg = _cfg(mutual=True)
+    cfg = _cfg(mutual=True, layers=layers)
     model, r = Decomposer(cfg), Renderer(32)
     with torch.no_grad():  # at init albedo and depth hardly depend on the input; make them differ
         model.net_albedo.net[-1].weight.mul_(30.0)
@@ -120,16 +122,42 @@ def test_mutual_branch_renders_the_partners_albedo_and_depth():
     d = model(x)
     idx = [3, 0, 1, 2]  # partner of image i is image i - 1
     assert (d.albedo[idx] - d.albedo).abs().max() > 0.1
-    conf, _ = model.net_mutual_conf(torch.cat([x, x[idx]], 1))
-    direct = r.reconstruct(d.albedo[idx], d.depth[idx], d.light, d.view)
-    flipped = r.reconstruct(d.albedo[idx].flip(3), d.depth[idx].flip(2), d.light, d.view)
-    mask = direct.mask & flipped.mask
-    assert out.terms["mutual_l1"] == pytest.approx(photometric_l1(direct.image, x, conf[:, :1], mask).item(), rel=1e-6)
-    assert out.terms["mutual_l1_flip"] == pytest.approx(photometric_l1(flipped.image, x, conf[:, 1:], mask).item(), rel=1e-6)
-    # without the swap the value differs by far more than the tolerance above
-    own = r.reconstruct(d.albedo, d.depth, d.light, d.view)
-    no_swap = photometric_l1(own.image, x, conf[:, :1], own.mask & r.reconstruct(d.albedo.flip(3), d.depth.flip(2), d.light, d.view).mask).item()
-    assert abs(no_swap - out.terms["mutual_l1"]) > 1e-3 * abs(no_swap)
+    conf, _ = model.mutual_confidence(x, x[idx])
+    unsaturated = x.abs().amax(1) < cfg.saturated
+
+    def render(albedo, depth, flip):
+        if flip:
+            albedo, depth = albedo.flip(3), depth.flip(2)
+        if layers:
+            alpha = d.alpha.flip(2) if flip else d.alpha
+            return r.reconstruct_layered(albedo, depth, alpha, d.light, d.view, d.background)
+        return r.reconstruct(albedo, depth, d.light, d.view)
+
+    direct, flipped = render(d.albedo[idx], d.depth[idx], False), render(d.albedo[idx], d.depth[idx], True)
+    mask = unsaturated if layers else direct.mask & flipped.mask & unsaturated
+    assert out.terms["mutual_l1"] == pytest.approx(photometric_l1(direct.image, x, conf[:, :1], mask).item(), rel=1e-5)
+    assert out.terms["mutual_l1_flip"] == pytest.approx(photometric_l1(flipped.image, x, conf[:, 1:], mask).item(), rel=1e-5)
+    # without the swap the images differ, and the value by far more than the tolerance above
+    own = render(d.albedo, d.depth, False)
+    assert (own.image - direct.image).abs().max() > 0.1
+    no_swap = photometric_l1(own.image, x, conf[:, :1], mask).item()
+    assert abs(no_swap - out.terms["mutual_l1"]) > 1e-4 * abs(no_swap)
+
+
+def test_saturated_target_pixels_are_left_out():
+    torch.manual_seed(0)
+    cfg = _cfg(mutual=False)
+    model, r = Decomposer(cfg), Renderer(32)
+    x = torch.rand(4, 3, 32, 32) * 1.6 - 0.8
+    base = decomposition_loss(cfg, model, r, x).terms
+    y = x.clone()
+    y[:, :, :, :8] = -1.0  # a clamped band: whatever the model draws there must not count
+    out = decomposition_loss(cfg, model, r, y).terms
+    assert out["valid"] == pytest.approx(base["valid"] * 0.75, abs=1e-6)
+    # the same band at another value (not saturated) does count
+    z = x.clone()
+    z[:, :, :, :8] = -0.5
+    assert decomposition_loss(cfg, model, r, z).terms["valid"] == pytest.approx(base["valid"], abs=1e-6)
 
 
 def test_perceptual_loss_from_local_file_only(tmp_path, capsys):
@@ -251,7 +279,8 @@ def test_outputs_snapshot_and_weights(tmp_path):
     assert [p.name for p in snaps] == ["decompose_000000.png", "decompose_000001.png"]
     w, h = Image.open(snaps[0]).size
     pad = 2
-    assert (w, h) == (11 * (32 + pad) + pad, 4 * (32 + pad) + pad)  # 4 faces x (4 panels + 7 yaws)
+    # 4 faces x (input, recon, albedo, shaded depth, opacity, background, relit + 7 yaws)
+    assert (w, h) == (14 * (32 + pad) + pad, 4 * (32 + pad) + pad)
     with pytest.raises(ValueError, match="batch"):
         train_decomposer(_cfg(iterations=3, batch=8), _sampler(gen), tmp_path / "c", seed=0)
 
