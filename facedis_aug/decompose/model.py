@@ -313,7 +313,8 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
     stored = dict(meta["config"])
     stored.setdefault("shape_prior", 0.0)  # files from before the shape prior had none
     # files from before the layered model: one mesh, no floors (what they were trained with)
-    for key, old in (("layers", False), ("conf_floor", 1e-7), ("light_floor", 0.0), ("saturated", 1.0)):
+    for key, old in (("layers", False), ("symmetric", False), ("conf_floor", 1e-7), ("light_floor", 0.0),
+                     ("saturated", 1.0)):
         stored.setdefault(key, old)
     cfg = from_dict(DecomposeConfig, stored, "decompose")
     model = Decomposer(cfg)
