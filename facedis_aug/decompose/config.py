@@ -19,8 +19,9 @@ class DecomposeConfig:
     # --- image model ---
     # a face layer in the canonical frame (albedo, depth, soft opacity), rotated by the view and
     # alpha-composited over a background layer in the image frame that does not rotate (ours). False:
-    # unsup3d's single mesh, background included, which measurably suppresses the learned yaw 6-7x on
-    # faces in front of a still background (slope 0.034-0.044 vs 0.40 when the background turns too).
+    # unsup3d's single mesh, background included, which suppresses the learned yaw 6-7x on faces in
+    # front of a still background (the stage-2 diagnosis: slope 0.034-0.044 vs 0.40 when the background
+    # turns too). World images, 3000 steps: yaw r 0.79 vs 0.55, normal error 18.6 vs 48.9 degrees.
     layers: bool = True
     # layered: the learned relief is depth_residual * tanh(raw) on top of the convex prior (below), so
     # the face cannot go hollow (needs shape_prior > 2 depth_residual): an offset the net can undo was
@@ -39,13 +40,15 @@ class DecomposeConfig:
     alpha_residual: float = 4.0
     # the face layer's albedo, depth and opacity are mirror-symmetric by construction (ours; unsup3d only
     # encourages it with the flip branch, whose learned confidence lets each image keep an asymmetric
-    # canonical face: the albedo net then drew every face already turned, and the view stayed frontal)
+    # canonical face: albedo asymmetry 0.08 on the harness after 200 steps). On world images, 1500 steps,
+    # on and off measured alike (yaw r 0.74 / 0.75, slope 0.094 / 0.087).
     symmetric: bool = True
     # layered: the background layer is the image's own pixels beyond this radius of the prior ellipse,
     # smoothly filled in towards the middle (ours). A learned background net (an encoder-decoder at
     # S/4) left the harness's textured backgrounds badly drawn (PSNR 19) and the yaw slope at 0.23 after
     # 300 steps; filling from every pixel the face does not cover explained the face itself (the view
-    # ran to 90 degrees); this ring gave 0.29 (r 0.96), a flat grey background 0.56 (harness, 32 px).
+    # ran to 90 degrees); this ring gave 0.29 (r 0.96) (harness, 32 px, 300 steps, fixed sigma). For
+    # scale: on a flat grey background the learned net reached 0.54 in 400 steps.
     background_ring: float = 1.3
 
     # --- camera and geometry ---
@@ -57,7 +60,7 @@ class DecomposeConfig:
     roll_range: float = 60.0  # |roll| limit in degrees (unsup3d)
     # |tx|, |ty| limit in world units; tz is fixed at 0. unsup3d's 0.1 is more than a half image width
     # at depth 1: a turned head's sideways shift was then explained by tx and the learned yaw came out
-    # reversed (harness slope -0.12, r -0.91; 0 range: +0.15, r +0.92). Aligned crops barely move: the
+    # reversed (harness: slope -0.11, r -0.92 after 600 steps; range 0: +0.15, r +0.92 after 300). Aligned crops barely move: the
     # synthetic world's heads move by 0.06 half-widths = 0.005 (ours).
     xy_translation_range: float = 0.01
     # convex start for the depth (ours; unsup3d has none): an ellipsoid of this relief (world units)

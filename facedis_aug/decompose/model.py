@@ -1,4 +1,5 @@
-"""The decomposer: image -> view, light, albedo, depth, confidence (unsup3d's networks, paper Sec. 3.2).
+"""The decomposer: image -> view, light, albedo, depth, confidence (unsup3d's networks, paper Sec. 3.2),
+and in the layered model (the default) a face opacity and a still background layer.
 
 Input: float32 [B, 3, S, S] in [-1, 1], S = cfg.image_size (64 in the paper). Shapes and ranges of the
 outputs are on `Decomposition`. The mutual confidence net of Sec. 3.2 reads an image and its partner
@@ -154,7 +155,7 @@ class Decomposition:
     view: Tensor  # [B, 6]: pitch, yaw, roll in degrees, then tx, ty, tz in world units (tz = 0)
     light: Tensor  # [B, 8]: ambient RGB, diffuse RGB in [0, 1], light direction dx, dy in [-1, 1]
     albedo: Tensor  # [B, 3, S, S] canonical albedo in [-1, 1]
-    depth: Tensor  # [B, S, S] canonical depth in [min_depth, max_depth], border columns clamped
+    depth: Tensor  # [B, S, S] canonical depth (layered: the face layer's; single mesh: in [min_depth, max_depth], border clamped)
     conf: Tensor  # [B, 2, S, S] sigma of the L1 loss (direct, flipped), >= cfg.conf_floor
     conf_perc: Tensor  # [B, 2, S/4, S/4] sigma of the perceptual loss (direct, flipped), >= cfg.conf_floor
     alpha: Optional[Tensor] = None  # [B, S, S] canonical face opacity in [0, 1] (layered model only)
@@ -172,7 +173,6 @@ class Decomposer(nn.Module):
         self.net_light = Encoder(s, 8, cfg.head_channels)
         # layered: the depth net's second channel is the face opacity (shape and silhouette together)
         self.net_depth = EncoderDecoder(s, 3, 2 if cfg.layers else 1, cfg.channels, cfg.bottleneck)
-
         self.net_albedo = EncoderDecoder(s, 3, 3, cfg.channels, cfg.bottleneck)
         self.net_conf = ConfNet(s, 3, cfg.conf_channels, cfg.conf_bottleneck)
         self.net_mutual_conf = ConfNet(s, 6, cfg.conf_channels, cfg.conf_bottleneck)  # reads (I, I') (Sec. 3.2)
