@@ -26,6 +26,7 @@ from torch import Tensor
 from facedis_aug.data.synthetic import SyntheticFaces
 from facedis_aug.data import world_geometry as WG
 from facedis_aug.decompose import Decomposer, Renderer
+from facedis_aug.decompose.harness import view_scores
 from facedis_aug.ops import save_image_grid
 
 WORLD_FOV = math.degrees(2 * math.atan(WG.TAN_HALF_FOV))
@@ -65,8 +66,7 @@ def _pearson(a: Tensor, b: Tensor) -> float:
 
 
 def _slope(pred: Tensor, true: Tensor) -> float:
-    tc = true.double() - true.double().mean()
-    return float((tc @ (pred.double() - pred.double().mean())) / (tc @ tc).clamp(min=1e-12))
+    return view_scores(pred, true)["slope"]
 
 
 def _angles(n1: Tensor, n2: Tensor) -> Tensor:
@@ -133,13 +133,12 @@ def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[
     prof = ty.abs() > PROFILE
     within = ty.abs() <= 60.0
     side, mad = depth_metrics(vdepth, ev["depth"], valid, fov)
-    tyc = ty.double() - ty.double().mean()
     return {
         "yaw_mae": float((yaw - ty).abs().mean()),
         "yaw_mae_profile": float((yaw - ty)[prof].abs().mean()) if prof.any() else float("nan"),
         "pitch_mae": float((pitch - tp).abs().mean()),
         "yaw_r": _pearson(yaw, ty) if yaw.std() > 0 else 0.0,
-        "yaw_slope": float((tyc @ (yaw.double() - yaw.double().mean())) / (tyc @ tyc)),
+        "yaw_slope": _slope(yaw, ty),
         "yaw_r_60": _pearson(yaw[within], ty[within]) if yaw[within].std() > 0 else 0.0,
         "yaw_slope_60": _slope(yaw[within], ty[within]),
         "pitch_r": _pearson(pitch, tp) if pitch.std() > 0 else 0.0,

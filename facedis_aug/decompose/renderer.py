@@ -254,6 +254,11 @@ class Renderer(nn.Module):
 
     def render(self, canon_image: Tensor, canon_depth: Tensor, view: Tensor) -> Rendered:
         """Warp canon_image [B, C, H, W] (already shaded) with canon_depth [B, H, W] into `view` [B, 6]."""
+        return self._warp(canon_image, canon_depth, view, keep=None)
+
+    def _warp(self, canon_image: Tensor, canon_depth: Tensor, view: Tensor, keep: Optional[Tensor]) -> Rendered:
+        """Shared by `render` and `render_layer`: z-buffer (only triangles with a `keep` corner, when
+        given), inverse warp, bilinear sampling of canon_image."""
         self._check_depth(canon_depth)
         if canon_image.ndim != 4 or canon_image.shape[0] != canon_depth.shape[0] or canon_image.shape[2:] != canon_depth.shape[1:]:
             raise ValueError(f"canon_image {tuple(canon_image.shape)} does not match depth {tuple(canon_depth.shape)}")
@@ -261,7 +266,7 @@ class Renderer(nn.Module):
             raise ValueError(f"view batch {view.shape[0]} != depth batch {canon_depth.shape[0]}")
         view = view.to(canon_depth.dtype)
         view_points = self.transform(self.depth_to_points(canon_depth), view)
-        depth, covered = self.rasterize(view_points)
+        depth, covered = self.rasterize(view_points, keep=keep)
         grid = self.inverse_warp_grid(depth, view)
         inside = (grid.detach().abs() <= 1.0 + 1e-6).all(-1)
         image = F.grid_sample(canon_image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
@@ -309,20 +314,12 @@ class Renderer(nn.Module):
         """Warp a face layer (canon_image [B, C, H, W], its depth [B, H, W] and opacity canon_alpha
         [B, H, W] in [0, 1]) into `view`. Only triangles with a corner of opacity > ALPHA_DRAWN draw; the
         opacity is warped with the same grid as the image and is 0 where nothing is drawn."""
-        self._check_depth(canon_depth)
         if canon_alpha.shape != canon_depth.shape:
             raise ValueError(f"canon_alpha {tuple(canon_alpha.shape)} does not match depth {tuple(canon_depth.shape)}")
-        if canon_image.ndim != 4 or canon_image.shape[0] != canon_depth.shape[0] or canon_image.shape[2:] != canon_depth.shape[1:]:
-            raise ValueError(f"canon_image {tuple(canon_image.shape)} does not match depth {tuple(canon_depth.shape)}")
-        view = view.to(canon_depth.dtype)
-        view_points = self.transform(self.depth_to_points(canon_depth), view)
-        depth, covered = self.rasterize(view_points, keep=canon_alpha.detach() > ALPHA_DRAWN)
-        grid = self.inverse_warp_grid(depth, view)
-        inside = (grid.detach().abs() <= 1.0 + 1e-6).all(-1)
-        both = F.grid_sample(torch.cat([canon_image, canon_alpha[:, None]], 1), grid, mode="bilinear",
-                             padding_mode="zeros", align_corners=True)
-        alpha = both[:, -1] * (covered & inside).to(both.dtype)
-        return Rendered(image=both[:, :-1], mask=covered & inside, depth=depth, grid=grid, alpha=alpha)
+        out = self._warp(torch.cat([canon_image, canon_alpha[:, None]], 1), canon_depth, view,
+                         keep=canon_alpha.detach() > ALPHA_DRAWN)
+        alpha = out.image[:, -1] * out.mask.to(out.image.dtype)
+        return Rendered(image=out.image[:, :-1], mask=out.mask, depth=out.depth, grid=out.grid, alpha=alpha)
 
     def reconstruct_layered(self, albedo: Tensor, depth: Tensor, alpha: Tensor, light: Tensor, view: Tensor,
                             background: Tensor) -> Rendered:
