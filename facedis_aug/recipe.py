@@ -34,6 +34,30 @@ class RunConfig:
     stages: list[Stage] = field(default_factory=lambda: list(STAGES))
     preview_images: int = 64  # faces in the data preview grid written at the start of a run
 
+    def __post_init__(self) -> None:
+        d = self.device
+        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ValueError(f"device = {d!r}: must be auto, cpu, cuda or cuda:N")
+        if self.preview_images < 0:
+            raise ValueError(f"preview_images = {self.preview_images!r}: must be >= 0")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"key {key!r} given twice (lines {seen[key]} and {key_node.start_mark.line + 1})")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
 
 @dataclass
 class Recipe:
@@ -80,17 +104,29 @@ def recipe_from_dict(tree: dict[str, Any] | None, overrides: Sequence[str] = ())
 
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recipe:
-    """Parse a recipe file (plus `section.key=value` overrides) into a `Recipe`."""
+    """Parse a recipe file (plus `section.key=value` overrides) into a `Recipe`.
+
+    An error names where the bad value came from: the file (and the key), or the override."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if tree is not None and not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections (run, data, gan, ...), got a {type(tree).__name__}")
     try:
-        return recipe_from_dict(tree, overrides)
+        recipe_from_dict(tree)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+    for i in range(len(overrides)):  # the file is fine: the first override that breaks it is to blame
+        try:
+            recipe_from_dict(tree, overrides[: i + 1])
+        except ConfigError as e:
+            raise ConfigError(f"override {overrides[i]!r} (command line): {e}") from None
+    return recipe_from_dict(tree, overrides)

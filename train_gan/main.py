@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # key=value may come before or after --out
     from facedis_aug.ops.dataconf import ConfigError
     from facedis_aug.recipe import load_recipe
 

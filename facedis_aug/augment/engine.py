@@ -31,7 +31,7 @@ ENCODER_FILE = "encoder.safetensors"
 ENCODER_ONNX = "encoder.onnx"
 # the light semantics of the bundle (paper Sec. 4.3), edited when lighting augmentation is on
 LIGHT_SEMANTICS = ("ambient_r", "ambient_g", "ambient_b", "diffuse_r", "diffuse_g", "diffuse_b", "light_x", "light_y")
-DEFAULT_YAW_LIMIT = 90.0  # |yaw| of "uniform" when the bundle's recipe does not say (decompose.rot_range)
+DEFAULT_YAW_LIMIT = 90.0  # DecomposeConfig.rot_range, for decomposer files that do not store it
 
 
 @dataclass
@@ -141,8 +141,8 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         raise BundleError(f"{b.path / 'directions.json'}: the 'yaw' direction has no degrees calibration (units_per_sigma)")
     if backend == "onnx" and ENCODER_FILE in listed and ENCODER_ONNX not in listed:
         raise BundleError(f"{b.path / ENCODER_ONNX}: backend='onnx' needs it beside {ENCODER_FILE}; run `facedis-aug export {b.path}`")
-    recipe = b.recipe or {}
-    yaw_limit = float(((recipe.get("decompose") or {}).get("rot_range")) or DEFAULT_YAW_LIMIT)
+    # the view head's own range, from the decomposer file (not the recipe, which a bundle may lack)
+    dcfg = _stored_config(b.path / "decomposer.safetensors", "config")
     return BundleSpec(
         path=b.path,
         backend=backend,
@@ -151,8 +151,8 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         sigma={n: b.sigma(n) for n in dirs},
         calibration=calibration,
         generator=_stored_config(b.path / "generator.safetensors", "generator"),
-        view_size=int(_stored_config(b.path / "decomposer.safetensors", "config").get("image_size", 64)),
-        yaw_limit=yaw_limit,
+        view_size=int(dcfg.get("image_size", 64)),
+        yaw_limit=float(dcfg.get("rot_range", DEFAULT_YAW_LIMIT)),
         decomposer_sha256=str(listed["decomposer.safetensors"]["sha256"]),
         files=dict(listed),
         encoder=_encoder_facts(b.path / ENCODER_FILE) if ENCODER_FILE in listed else None,

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from ..ops.io import read_json, write_json
 from .engine import Engine, open_bundle
-from .synthetic import SyntheticPoseFaces, largest_remainder
+from .synthetic import SyntheticPoseFaces, count_arg, largest_remainder
 
 
 def _file_key(base: Any, i: int) -> str | None:
@@ -61,8 +61,12 @@ def _file_key(base: Any, i: int) -> str | None:
 def _to_model_range(image: Any) -> Tensor:
     """A Dataset image (PIL, or a [C, H, W] tensor in [0, 1]) -> [3, H, W] float in [-1, 1]."""
     if not isinstance(image, Tensor):
+        from PIL import Image
         from torchvision.transforms.functional import pil_to_tensor
 
+        if not isinstance(image, Image.Image):
+            raise ValueError(f"PoseRebalanced: base items must be (image, label) with a PIL image or a [C, H, W] tensor, "
+                             f"got an image of type {type(image).__name__}")
         image = pil_to_tensor(image.convert("RGB")).float() / 255.0
     x = image.float()
     if x.ndim != 3 or x.shape[0] not in (1, 3):
@@ -72,6 +76,58 @@ def _to_model_range(image: Any) -> Tensor:
     return x * 2.0 - 1.0
 
 
+def _like_base(base: Any) -> tuple[str, Callable | None, str]:
+    """How synthetic images must come out to look like base's items to a DataLoader's collate:
+    (SyntheticPoseFaces output, transform, description).
+
+    A torchvision folder dataset (`loader`, `samples`, `transform`) gets a PIL image at the size and mode
+    of its first file, then its own transform, exactly as its real images; any other dataset gets its
+    first item's kind: a PIL image of the same size and mode, or a tensor of the same shape and dtype
+    (float tensors are taken to be in [0, 1], uint8 in [0, 255])."""
+    from torchvision.transforms.functional import resize, to_pil_image
+
+    def pil_like(size: tuple[int, int], mode: str) -> Callable:
+        def convert(x: Any) -> Any:  # x: PIL RGB image at the bundle's resolution
+            x = x.resize(size, resample=3)  # bicubic
+            return x if x.mode == mode else x.convert(mode)
+        return convert
+
+    samples, loader = getattr(base, "samples", None), getattr(base, "loader", None)
+    if samples and callable(loader) and hasattr(base, "transform"):
+        first = samples[0][0] if isinstance(samples[0], (tuple, list)) else None
+        raw = loader(first) if isinstance(first, (str, os.PathLike)) else None
+        if raw is not None and hasattr(raw, "size") and hasattr(raw, "mode"):
+            own = base.transform
+            to_raw = pil_like(raw.size, raw.mode)
+            fn = (lambda x: own(to_raw(x))) if own is not None else to_raw  # noqa: E731
+            return "pil", fn, f"PIL {raw.size[0]}x{raw.size[1]} {raw.mode} + the base's transform"
+    image = base[0][0]
+    if isinstance(image, Tensor):
+        if image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"PoseRebalanced: base images are tensors of shape {tuple(image.shape)}; pass "
+                             "synthetic_transform to make synthetic [3, R, R] images in [0, 1] look like them")
+        shape, dtype = tuple(image.shape), image.dtype
+
+        def tensor_like(x: Tensor) -> Tensor:
+            x = resize(x, list(shape[1:]), antialias=True).clamp(0, 1)
+            if shape[0] == 1:
+                x = (0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3])
+            return (x * 255).round().to(dtype) if dtype == torch.uint8 else x.to(dtype)
+        return "tensor", tensor_like, f"tensor {list(shape)} {str(dtype).replace('torch.', '')}"
+    if hasattr(image, "size") and hasattr(image, "mode"):
+        return "pil", pil_like(image.size, image.mode), f"PIL {image.size[0]}x{image.size[1]} {image.mode}"
+    raise ValueError(f"PoseRebalanced: base images of type {type(image).__name__} are neither PIL nor tensors; pass "
+                     "synthetic_transform to make synthetic images look like them")
+
+
+def _kind(x: Any) -> tuple:
+    if isinstance(x, Tensor):
+        return ("tensor", tuple(x.shape), x.dtype)
+    if hasattr(x, "size") and hasattr(x, "mode"):
+        return ("PIL", tuple(x.size), x.mode)
+    return (type(x).__name__,)
+
+
 class PoseRebalanced(Dataset):
     """Real (image, label) samples first, then synthetic ones (label = identity + num_real_classes).
 
@@ -79,8 +135,10 @@ class PoseRebalanced(Dataset):
     weights over the bins; bins: number of equal bins over `yaw_range` or explicit edges;
     yaw_range: default +-(the decomposer's rot_range from the bundle recipe); images_per_identity:
     synthetic images per new identity; max_synthetic: cap on the synthetic count;
-    synthetic_transform / synthetic_target_transform: applied to synthetic samples only (e.g. a
-    Resize to the real images' size; the base keeps its own transforms).
+    synthetic_transform / synthetic_target_transform: applied to synthetic samples only. Without
+    synthetic_transform, synthetic images come out like the base's (same type, size and mode, and a
+    torchvision folder dataset's own transform applied to them: see `_like_base`), so that a default
+    DataLoader batches the two together; `synthetic_format` says what was chosen.
     """
 
     def __init__(
@@ -103,6 +161,13 @@ class PoseRebalanced(Dataset):
         batch_size: int = 64,
         progress: bool = False,
     ):
+        if base is None or not hasattr(base, "__getitem__") or not hasattr(base, "__len__"):
+            raise ValueError(f"PoseRebalanced: base must be a map-style (image, label) Dataset, got {type(base).__name__}")
+        if len(base) == 0:  # type: ignore[arg-type]
+            raise ValueError("PoseRebalanced: base dataset is empty")
+        batch_size = count_arg("batch_size", batch_size)
+        if max_synthetic is not None:
+            max_synthetic = count_arg("max_synthetic", max_synthetic, minimum=0)
         self.base = base
         self.spec = open_bundle(bundle, backend, device)
         lim = self.spec.yaw_limit
@@ -138,13 +203,32 @@ class PoseRebalanced(Dataset):
         self.deficit = self._deficit(self.real_counts, max_synthetic)
         n_syn = int(self.deficit.sum())
         self.synthetic: SyntheticPoseFaces | None = None
+        self.synthetic_format = "as given (synthetic_transform)" if synthetic_transform is not None else ""
         if n_syn > 0:
-            ipi = int(images_per_identity)
+            ipi = count_arg("images_per_identity", images_per_identity)
+            output, transform = "tensor", synthetic_transform
+            if synthetic_transform is None:
+                output, transform, self.synthetic_format = _like_base(base)
             self.synthetic = SyntheticPoseFaces(
                 self.spec, num_identities=math.ceil(n_syn / ipi), images_per_identity=ipi, num_images=n_syn,
-                yaw={"edges": self.edges, "weights": self.deficit}, lighting=lighting, seed=seed,
-                backend=backend, device=device, transform=synthetic_transform, batch_size=batch_size,
+                yaw={"edges": self.edges, "weights": self.deficit}, lighting=lighting, seed=seed, output=output,
+                backend=backend, device=device, transform=transform, batch_size=batch_size,
             )  # fmt: skip
+            self._check_same_kind(user_transform=synthetic_transform is not None)
+
+    def _check_same_kind(self, user_transform: bool) -> None:
+        """A default DataLoader collate needs real and synthetic items of one kind and size: check the first
+        of each now, not mid-epoch."""
+        assert self.synthetic is not None
+        real, syn = _kind(self.base[0][0]), _kind(self.synthetic[0][0])
+        if real != syn:
+            msg = (f"PoseRebalanced: real images come out as {real} but synthetic ones as {syn}; a default DataLoader "
+                   "cannot batch them together")
+            if not user_transform:
+                raise ValueError(msg + "; pass synthetic_transform")
+            import warnings
+
+            warnings.warn(msg + " (synthetic_transform given: left as it is)", stacklevel=3)
 
     # ------------------------------------------------------------------ yaw of the real images
     def _cache_path(self) -> Path | None:
@@ -190,7 +274,10 @@ class PoseRebalanced(Dataset):
                 view[i] = cache[key]
                 labels.append(self._label_of(i))
                 continue
-            image, label = self.base[i]
+            item = self.base[i]
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ValueError(f"PoseRebalanced: base[{i}] must be an (image, label) pair, got {type(item).__name__}")
+            image, label = item
             labels.append(int(label))
             x = _to_model_range(image)
             todo_img.append(resize_to(x[None], self.spec.view_size)[0])
@@ -317,5 +404,5 @@ class PoseRebalanced(Dataset):
             f"PoseRebalanced(real={self.num_real} images / {self.num_real_classes} classes, "
             f"synthetic={self.num_synthetic} images / {self.num_classes - self.num_real_classes} identities, "
             f"bins={len(self.edges) - 1} over [{self.edges[0]:g}, {self.edges[-1]:g}] deg, "
-            f"bundle={str(self.spec.path)!r}, backend={self.spec.backend!r})"
+            f"synthetic_format={self.synthetic_format!r}, bundle={str(self.spec.path)!r}, backend={self.spec.backend!r})"
         )

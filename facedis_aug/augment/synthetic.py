@@ -41,6 +41,18 @@ def largest_remainder(weights: Sequence[float], n: int) -> np.ndarray:
     return counts
 
 
+def count_arg(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer argument >= minimum (bools, strings and fractional numbers refused, naming `name`)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 class YawDistribution:
     """Where the yaw of sample i comes from: uniform over (lo, hi) degrees, or a histogram.
 
@@ -50,6 +62,7 @@ class YawDistribution:
     """
 
     def __init__(self, yaw: Any, n: int, seed: int, limit: float):
+        self.limit = float(limit)
         self.edges: np.ndarray | None = None
         self.counts: np.ndarray | None = None
         self.bin_of: np.ndarray | None = None
@@ -67,6 +80,9 @@ class YawDistribution:
             self._histogram(yaw[0], yaw[1], n, seed)
         else:
             raise ValueError(f"yaw must be 'uniform', (lo, hi) degrees or a histogram (edges, weights); got {yaw!r}")
+        if self.lo < -self.limit - 1e-9 or self.hi > self.limit + 1e-9:
+            raise ValueError(f"yaw ({self.lo:g}, {self.hi:g}) degrees is beyond what the bundle's decomposer can express "
+                             f"(|yaw| <= {self.limit:g}, its rot_range)")
 
     def _histogram(self, edges: Any, weights: Any, n: int, seed: int) -> None:
         if edges is None or weights is None:
@@ -122,20 +138,23 @@ class SyntheticPoseFaces(Dataset):
         device: str = "cpu",
         batch_size: int = 64,
     ):
-        if int(num_identities) < 1 or int(images_per_identity) < 1:
-            raise ValueError(f"num_identities and images_per_identity must be >= 1, got {num_identities}, {images_per_identity}")
+        num_identities = count_arg("num_identities", num_identities)
+        images_per_identity = count_arg("images_per_identity", images_per_identity)
+        batch_size = count_arg("batch_size", batch_size)
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
         self.spec: BundleSpec = open_bundle(bundle, backend, device)
         self.num_identities = int(num_identities)
         self.images_per_identity = int(images_per_identity)
         full = self.num_identities * self.images_per_identity
-        self.num_images = full if num_images is None else int(num_images)
+        self.num_images = full if num_images is None else count_arg("num_images", num_images)
         if not 1 <= self.num_images <= full:
             raise ValueError(f"num_images must be in [1, {full}], got {num_images}")
         self.seed = int(seed)
+        if isinstance(lighting, str) or not isinstance(lighting, (bool, int, float, np.integer, np.floating)):
+            raise ValueError(f"lighting must be False, True or a std >= 0, got {lighting!r}")
         self.lighting = 1.0 if lighting is True else float(lighting or 0.0)
-        if self.lighting < 0:
+        if not np.isfinite(self.lighting) or self.lighting < 0:
             raise ValueError(f"lighting must be False, True or a std >= 0, got {lighting}")
         if self.lighting > 0 and not self.spec.light_names():
             raise ValueError(f"{self.spec.path}: lighting=True but the bundle has no light directions")

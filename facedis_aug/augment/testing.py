@@ -37,13 +37,13 @@ def tiny_generator(resolution: int = 32, w_dim: int = 32, channels: int = 32, se
     return G.eval().requires_grad_(False)
 
 
-def tiny_decomposer(image_size: int = 32, seed: int = 0) -> Any:
+def tiny_decomposer(image_size: int = 32, seed: int = 0, rot_range: float = 90.0) -> Any:
     from ..decompose.config import DecomposeConfig
     from ..decompose.model import Decomposer
 
     torch.manual_seed(seed)
     cfg = DecomposeConfig(image_size=image_size, channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=16,
-                          zero_init_heads=False)  # random heads: a yaw that varies from image to image
+                          rot_range=rot_range, zero_init_heads=False)  # random heads: a yaw that varies from image to image
     return Decomposer(cfg).eval().requires_grad_(False)
 
 
@@ -86,7 +86,7 @@ def make_tiny_bundle(
 
     out_dir = Path(out_dir)
     G = tiny_generator(resolution, w_dim, channels, seed)
-    D = tiny_decomposer(32 if resolution <= 64 else 64, seed)
+    D = tiny_decomposer(32 if resolution <= 64 else 64, seed, rot_range)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         w = G.mapping(torch.randn(256, G.z_dim, generator=g))

@@ -77,7 +77,19 @@ class _Renderer:
         if not self.relative:  # absolute targets are known now: refuse a range the bundle cannot reach
             for t in self.yaw_range:
                 self._check_reach(t)
+        # relative targets depend on each face: they are clipped into this range, decided now, so that a
+        # DataLoader never meets an error mid-epoch
+        self.reachable = self._reachable()
         self.engine = Engine(self.spec)
+
+    def _reachable(self) -> tuple[float, float]:
+        """Absolute yaws (degrees) this transform may render: the yaw limit, narrowed by max_s."""
+        lim = self.spec.yaw_limit
+        if self.max_s is None:
+            return -lim, lim
+        m = self.spec.yaw_s_mean
+        lo, hi = sorted(float(self.spec.s_to_yaw(m + d)) for d in (-self.max_s, self.max_s))
+        return max(lo, -lim), min(hi, lim)
 
     def _check_reach(self, target: float) -> None:
         """Refuse a target yaw whose s lies more than max_s sigma from the generator's own faces."""
@@ -96,15 +108,14 @@ class _Renderer:
             )
 
     def _target(self, yaw: float, w: Tensor, known_yaw: float | None = None) -> float:
-        """Absolute target yaw: `yaw`, or with relative=True the face's current yaw plus `yaw`, clipped to the limit."""
+        """Absolute target yaw: `yaw`, or with relative=True the face's current yaw plus `yaw`, clipped into
+        `reachable` (never an error per sample)."""
         if not self.relative:
             self._check_reach(float(yaw))
             return float(yaw)
         now = float(known_yaw) if known_yaw is not None else float(self.spec.yaw_of(w[None])[0])
-        lim = self.spec.yaw_limit
-        target = float(min(max(now + float(yaw), -lim), lim))
-        self._check_reach(target)
-        return target
+        lo, hi = self.reachable
+        return float(min(max(now + float(yaw), lo), hi))
 
     def turn_image(self, image: Any, yaw: float) -> Any:
         """A real image (any accepted form) turned to `yaw` (or by it, relative=True); same form and size back."""
@@ -148,7 +159,8 @@ class PoseExtrapolate(torch.nn.Module):
     image in the input's form and size; or a synthetic sample dict with "w" [d] and "image" -> the
     same dict with "image" (a tv_tensors.Image of the input's size), "w" and "yaw" replaced.
     relative=True: the range is an offset from the face's current yaw (w.v_yaw through the
-    calibration; a sample's own "yaw" when it has one), clipped to the bundle's yaw limit.
+    calibration; a sample's own "yaw" when it has one), clipped into `reachable` (the yaw limit
+    narrowed by max_s, fixed at construction: a relative turn never raises per sample).
     refine_steps: Adam steps refining the encoder's w (None = the bundle's default); face_check:
     refuse images whose encoder reconstruction is worse than the bundle's max_l1 (FaceInputError).
     max_s: refuse target yaws (ValueError, at construction for absolute ranges) whose Eq. 4 scale
@@ -164,6 +176,11 @@ class PoseExtrapolate(torch.nn.Module):
     @property
     def yaw_range(self) -> tuple[float, float]:
         return self._r.yaw_range
+
+    @property
+    def reachable(self) -> tuple[float, float]:
+        """Absolute yaws (degrees) this transform renders; relative targets are clipped into it."""
+        return self._r.reachable
 
     def get_params(self) -> dict[str, Any]:
         """Random draws: {"apply": bool, "yaw": degrees}, from torch's global RNG."""
@@ -194,7 +211,7 @@ class PoseExtrapolate(torch.nn.Module):
 
     def extra_repr(self) -> str:
         lo, hi = self._r.yaw_range
-        extra = (", relative=True" if self._r.relative else "") + (", blend_background=True" if self._r.blend_background else "")
+        extra = (f", relative=True, reachable=({self._r.reachable[0]:.1f}, {self._r.reachable[1]:.1f})" if self._r.relative else "") + (", blend_background=True" if self._r.blend_background else "")
         return f"bundle={str(self._r.spec.path)!r}, yaw=({lo:g}, {hi:g}), p={self._r.p:g}, backend={self._r.spec.backend!r}{extra}"
 
 

@@ -5,7 +5,8 @@
 
 Each face is a synthetic-world identity's true canonical albedo, depth and skin mask (the world's own
 maps, not a learned model), rendered by `Renderer.reconstruct_layered` at yaw U[-yaw_range, yaw_range],
-pitch U[-pitch_range, pitch_range] and a random RGB light, over a background that stays still in the
+pitch U[-pitch_range, pitch_range] and a random RGB light (fixed to the camera by default, as in
+photos), over a background that stays still in the
 image frame (a smooth random colour field per image), as in photos. A decomposer that cannot learn
 the yaw of these faces cannot learn it from photos either; one that can is not yet proven on photos
 (the world benchmark is for that). Batches are a pure function of (seed, step).
@@ -23,12 +24,16 @@ from .renderer import Renderer
 
 class ViewHarness:
     def __init__(self, image_size: int = 32, identities: int = 64, seed: int = 0, yaw_range: float = 60.0,
-                 pitch_range: float = 10.0, fov: float = 10.0, background: float = 0.6):
+                 pitch_range: float = 10.0, fov: float = 10.0, background: float = 0.6,
+                 light_frame: str = "camera"):
         if identities < 1:
             raise ValueError(f"identities must be >= 1, got {identities}")
         self.image_size, self.seed = int(image_size), int(seed)
         self.yaw_range, self.pitch_range = float(yaw_range), float(pitch_range)
         self.background = float(background)  # amplitude of the still colour field; 0 = flat grey
+        if light_frame not in ("camera", "canonical"):
+            raise ValueError(f"light_frame must be 'camera' or 'canonical', got {light_frame!r}")
+        self.light_frame = light_frame  # camera: a still light the head turns under, as in photos
         self.renderer = Renderer(image_size, fov)
         world = SyntheticFaces(identities, 64, seed=seed, num_identities=identities)
         with torch.no_grad():
@@ -61,7 +66,7 @@ class ViewHarness:
         background = F.interpolate((torch.rand(batch, 3, 4, 4, generator=g) * 2 - 1) * self.background, size=(s, s), mode="bicubic",
                                    align_corners=False).clamp(-1, 1)
         out = self.renderer.reconstruct_layered(self.albedo[ident], self.depth[ident], self.alpha[ident], light, view,
-                                                background)
+                                                background, camera_light=self.light_frame == "camera")
         truth = {"yaw": view[:, 1], "pitch": view[:, 0], "light": light, "identity": ident}
         return out.image.clamp(-1, 1), truth
 

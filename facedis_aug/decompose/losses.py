@@ -143,13 +143,15 @@ def _reconstruction_loss(
     dep2 = torch.cat([depth, depth.flip(2)], 0)
     light2, view2 = d.light.repeat(2, 1), d.view.repeat(2, 1)
     unsaturated = images.detach().abs().amax(1) < cfg.saturated
+    cam = cfg.light_frame == "camera"
     if cfg.layers:
         assert d.alpha is not None and d.background is not None
         alpha2 = torch.cat([d.alpha, d.alpha.flip(2)], 0)
-        out = renderer.reconstruct_layered(alb2, dep2, alpha2, light2, view2, d.background.repeat(2, 1, 1, 1))
+        out = renderer.reconstruct_layered(alb2, dep2, alpha2, light2, view2, d.background.repeat(2, 1, 1, 1),
+                                          camera_light=cam)
         mask = unsaturated
     else:
-        out = renderer.reconstruct(alb2, dep2, light2, view2)
+        out = renderer.reconstruct(alb2, dep2, light2, view2, camera_light=cam)
         mask = out.mask[:b] & out.mask[b:] & unsaturated  # unsup3d: both renders must be valid
     rec, rec_flip = out.image[:b], out.image[b:]
     l1 = photometric_l1(rec, images, conf[:, 0:1], mask)

@@ -285,9 +285,10 @@ class Decomposer(nn.Module):
         the layered composite or unsup3d's single mesh. Returns the renderer's `Rendered`."""
         view = d.view if view is None else view
         light = d.light if light is None else light
+        cam = self.cfg.light_frame == "camera"
         if self.cfg.layers:
-            return renderer.reconstruct_layered(d.albedo, d.depth, d.alpha, light, view, d.background)
-        return renderer.reconstruct(d.albedo, d.depth, light, view)
+            return renderer.reconstruct_layered(d.albedo, d.depth, d.alpha, light, view, d.background, camera_light=cam)
+        return renderer.reconstruct(d.albedo, d.depth, light, view, camera_light=cam)
 
     @torch.no_grad()
     def estimate_view(self, images: Tensor) -> dict[str, Tensor]:
@@ -314,7 +315,7 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
     stored.setdefault("shape_prior", 0.0)  # files from before the shape prior had none
     # files from before the layered model: one mesh, no floors (what they were trained with)
     for key, old in (("layers", False), ("symmetric", False), ("conf_floor", 1e-7), ("light_floor", 0.0),
-                     ("saturated", 1.0)):
+                     ("saturated", 1.0), ("light_frame", "canonical")):
         stored.setdefault(key, old)
     cfg = from_dict(DecomposeConfig, stored, "decompose")
     model = Decomposer(cfg)

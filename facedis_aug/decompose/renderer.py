@@ -289,26 +289,33 @@ class Renderer(nn.Module):
         return n
 
     @staticmethod
-    def shading(normal: Tensor, light: Tensor) -> Tensor:
-        """Lambertian shading [B, 3, H, W] from normals [B, 3, H, W] and light [B, 8] =
+    def shading(normal: Tensor, light: Tensor, view: Optional[Tensor] = None) -> Tensor:
+        """Lambertian shading [B, 3, H, W] from canonical normals [B, 3, H, W] and light [B, 8] =
         (ambient RGB, diffuse RGB, dx, dy): ambient + diffuse * max(0, n . l), l = unit(dx, dy, -1).
 
-        (dx, dy) > 0 puts the light towards the image's right / bottom; (0, 0) is a frontal light."""
+        (dx, dy) > 0 puts the light towards the image's right / bottom; (0, 0) is a frontal light. With
+        `view` [B, 6] the light is fixed to the camera, as in photos (the head turns under it: n_view . l =
+        n . R^T l); without, it is fixed to the canonical face (unsup3d)."""
         if light.ndim != 2 or light.shape[1] != 8:
             raise ValueError(f"light must be [B, 8], got {tuple(light.shape)}")
         d = torch.cat([light[:, 6:8], -torch.ones_like(light[:, :1])], 1)
         d = d / d.norm(dim=1, keepdim=True)
+        if view is not None:
+            if view.ndim != 2 or view.shape != (light.shape[0], 6):
+                raise ValueError(f"view must be [{light.shape[0]}, 6], got {tuple(view.shape)}")
+            d = (d[:, None, :] @ rotation_matrix(view[:, :3]).to(d.dtype))[:, 0]  # R^T l, batched
         cos = (normal * d[:, :, None, None]).sum(1, keepdim=True).clamp(min=0.0)
         return light[:, 0:3, None, None] + light[:, 3:6, None, None] * cos
 
-    def shade(self, albedo: Tensor, depth: Tensor, light: Tensor) -> Tensor:
-        """Canonical image in [-1, 1]-ish: albedo [B, 3, H, W] in [-1, 1] times shading, as unsup3d."""
-        shading = self.shading(self.normals(depth), light)
+    def shade(self, albedo: Tensor, depth: Tensor, light: Tensor, view: Optional[Tensor] = None) -> Tensor:
+        """Canonical image in [-1, 1]-ish: albedo [B, 3, H, W] in [-1, 1] times shading, as unsup3d
+        (`view` given: a camera-fixed light, see `shading`)."""
+        shading = self.shading(self.normals(depth), light, view)
         return (albedo / 2.0 + 0.5) * shading * 2.0 - 1.0
 
-    def reconstruct(self, albedo: Tensor, depth: Tensor, light: Tensor, view: Tensor) -> Rendered:
+    def reconstruct(self, albedo: Tensor, depth: Tensor, light: Tensor, view: Tensor, camera_light: bool = False) -> Rendered:
         """The full image model: shade the canonical albedo with the depth's normals, warp into `view`."""
-        return self.render(self.shade(albedo, depth, light), depth, view)
+        return self.render(self.shade(albedo, depth, light, view if camera_light else None), depth, view)
 
     def render_layer(self, canon_image: Tensor, canon_depth: Tensor, canon_alpha: Tensor, view: Tensor) -> Rendered:
         """Warp a face layer (canon_image [B, C, H, W], its depth [B, H, W] and opacity canon_alpha
@@ -322,14 +329,15 @@ class Renderer(nn.Module):
         return Rendered(image=out.image[:, :-1], mask=out.mask, depth=out.depth, grid=out.grid, alpha=alpha)
 
     def reconstruct_layered(self, albedo: Tensor, depth: Tensor, alpha: Tensor, light: Tensor, view: Tensor,
-                            background: Tensor) -> Rendered:
+                            background: Tensor, camera_light: bool = False) -> Rendered:
         """The layered image model: the shaded face layer (albedo [B, 3, H, W], depth and alpha [B, H, W]
         in the canonical frame) rendered into `view` and alpha-composited over `background` [B, 3, H, W],
         which stays in the image frame (photos keep their background still while the head turns).
+        camera_light: the light is fixed to the camera rather than to the face (see `shading`).
         `image` is the composite, `alpha` the face's opacity in the view, `mask` where the face is drawn."""
         if background.shape != albedo.shape:
             raise ValueError(f"background {tuple(background.shape)} does not match albedo {tuple(albedo.shape)}")
-        face = self.render_layer(self.shade(albedo, depth, light), depth, alpha, view)
+        face = self.render_layer(self.shade(albedo, depth, light, view if camera_light else None), depth, alpha, view)
         a = face.alpha[:, None]
         return Rendered(image=a * face.image + (1 - a) * background, mask=face.mask, depth=face.depth, grid=face.grid,
                         alpha=face.alpha)

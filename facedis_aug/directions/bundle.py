@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..ops.io import atomic_write, load_safetensors, read_json, write_json
+from ..ops.io import atomic_write, load_safetensors, path_inside, read_json, write_json
 from ..ops.linear import edit_latent
 
 FORMAT = "facedis_aug.bundle"
@@ -213,7 +213,10 @@ class Bundle:
             if name not in files:
                 raise BundleError(f"{path / name}: required file not listed in the manifest")
         for name, entry in files.items():
-            fpath = path / name
+            try:
+                fpath = path_inside(path, name)
+            except ValueError as e:
+                raise BundleError(f"{mpath}: manifest entry refused: {e}") from None
             if not fpath.is_file():
                 raise BundleError(f"{fpath}: listed in the manifest but missing")
             if verify:

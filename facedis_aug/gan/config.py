@@ -47,3 +47,28 @@ class GanConfig:
     checkpoint_kimg: float = 200.0  # resumable checkpoint every this many kimg
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the main passes (fp16: GPU only)
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run
+
+    def __post_init__(self) -> None:
+        # each message starts with the field name; the recipe parser prefixes the section ("gan.batch = 0: ...")
+        r = self.resolution
+        if not (32 <= r <= 256 and r & (r - 1) == 0):
+            raise ValueError(f"resolution = {r!r}: must be a power of two in 32..256")
+        for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group", "batch",
+                     "r1_interval", "pl_interval", "pl_batch_shrink", "ada_interval", "snapshot_images", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be an integer >= 1")
+        if self.decorr_samples < 2:
+            raise ValueError(f"decorr_samples = {self.decorr_samples!r}: must be >= 2 (a correlation needs two samples)")
+        for name in ("kimg", "lr", "mapping_lr_mult", "log_kimg", "snapshot_kimg", "checkpoint_kimg", "ada_kimg"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be > 0")
+        for name in ("pl_weight", "decorr_weight", "pl_decay", "r1_gamma", "ema_kimg", "ema_rampup"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise ValueError(f"{name} = {v!r}: must be >= 0" + (" or null" if name in ("r1_gamma", "ema_kimg", "ema_rampup") else ""))
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas = {list(self.betas)!r}: must be two numbers in [0, 1)")
+        if not 0.0 <= self.style_mixing <= 1.0:
+            raise ValueError(f"style_mixing = {self.style_mixing!r}: must be in [0, 1]")
+        if not -1.0 <= self.ada_target <= 1.0:  # r_t = E[sign(D(real))] lives in [-1, 1]
+            raise ValueError(f"ada_target = {self.ada_target!r}: must be in [-1, 1]")

@@ -110,6 +110,9 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as e:
+        first = str(e).split(" ", 1)[0]
+        if prefix and first in fields:  # "batch = 0: ..." -> "gan.batch = 0: ..."
+            raise ConfigError(f"{prefix}.{e}") from None
         raise ConfigError(f"{prefix or 'recipe'}: {e}") from None
     return obj
 

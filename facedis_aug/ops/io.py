@@ -43,6 +43,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         raise
 
 
+def path_inside(root: str | os.PathLike, name: str) -> Path:
+    """root / name, refused (ValueError naming `name`) unless it stays inside `root`: a manifest entry
+    must be a relative path without '..' whose resolved target (symlinks followed) is inside root."""
+    if not isinstance(name, str) or not name or name.startswith(("/", "\\")) or Path(name).is_absolute() or ":" in name:
+        raise ValueError(f"{name!r}: not a relative path inside {root}")
+    if ".." in Path(name.replace("\\", "/")).parts:
+        raise ValueError(f"{name!r}: '..' is not allowed (paths must stay inside {root})")
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{name!r}: resolves to {target}, outside {root} (a symlink leaving the folder)")
+    return Path(root) / name
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)

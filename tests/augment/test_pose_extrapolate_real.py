@@ -173,6 +173,11 @@ def test_targets_beyond_max_s_are_refused_with_the_reachable_range(tmp_path, fac
         PoseExtrapolate(weak, yaw=(-60, 60))
     assert PoseExtrapolate(weak, yaw=(-30, 30)).yaw_range == (-30.0, 30.0)
     sample = {"image": face, "w": Bundle.load(weak).sample_w(1)[0], "yaw": 25.0}
-    with pytest.raises(ValueError, match="max_s"):
-        PoseExtrapolate(weak, yaw=(10, 10), relative=True)(sample)  # 35 degrees: found out at apply
+    # relative turns are clipped into the reachable range decided at construction: never an error mid-epoch
+    rel = PoseExtrapolate(weak, yaw=(10, 10), relative=True)
+    assert rel.reachable == pytest.approx((-30.0, 30.0), abs=0.2)  # the tiny bundle's own faces sit near s = 0
+    assert rel(sample)["yaw"] == pytest.approx(rel.reachable[1])  # asked 35, delivered the reachable end
+    assert "reachable=(" in repr(rel)
+    for y in np.linspace(-200, 200, 9):  # any draw, any face
+        assert rel.reachable[0] <= rel.apply(sample, yaw=float(y))["yaw"] <= rel.reachable[1]
     assert PoseExtrapolate(weak, yaw=(-60, 60), max_s=None).apply(sample, yaw=60.0)["yaw"] == 60.0

@@ -115,3 +115,66 @@ def test_recognizer_trains_on_rebalanced_folder(bundle, folder):
             break
     assert all(np.isfinite(losses)) and seen_synthetic > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.fixture(scope="module")
+def folder48(tmp_path_factory):
+    """2 classes x 3 PNG images of 48 px: not the bundle's 32 px."""
+    root = tmp_path_factory.mktemp("faces48")
+    rng = np.random.default_rng(1)
+    for c in range(2):
+        (root / f"p{c}").mkdir()
+        for i in range(3):
+            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((48, 48), Image.BILINEAR).save(root / f"p{c}" / f"{i}.png")
+    return root
+
+
+def test_drop_in_over_an_image_folder_batches_with_a_default_dataloader(bundle, folder48):
+    # the real images are 48 px, the bundle draws 32 px: synthetic ones go through the folder's own transform
+    real = datasets.ImageFolder(str(folder48), transform=transforms.Compose([transforms.ToTensor(),
+                                                                            transforms.Normalize([0.5] * 3, [0.5] * 3)]))
+    ds = PoseRebalanced(real, bundle, bins=4, images_per_identity=2, max_synthetic=6)
+    assert ds.num_synthetic == 6 and "base's transform" in ds.synthetic_format
+    batches = list(DataLoader(ds, batch_size=4))  # the default collate: raises on mixed kinds or sizes
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert x.shape == (12, 3, 48, 48) and x.min() >= -1 and x.max() <= 1 and (y >= 2).sum() == 6
+    assert x[6:].min() < 0  # synthetic images were normalised like the real ones ([0, 1] -> [-1, 1])
+    # without a transform both come out as PIL images of the folder's size
+    plain = PoseRebalanced(datasets.ImageFolder(str(folder48)), bundle, bins=4, max_synthetic=2)
+    ims = [plain[i][0] for i in range(len(plain))]
+    assert plain.num_synthetic == 2
+    assert all(isinstance(im, Image.Image) and im.size == (48, 48) and im.mode == "RGB" for im in ims)
+
+
+class _Uint8Faces(torch.utils.data.Dataset):
+    def __init__(self, n=6, size=40):
+        g = torch.Generator().manual_seed(0)
+        self.x = (torch.rand(n, 3, size, size, generator=g) * 255).to(torch.uint8)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], i % 2
+
+
+def test_synthetic_items_take_the_kind_of_a_plain_dataset(bundle):
+    ds = PoseRebalanced(_Uint8Faces(), bundle, bins=4, max_synthetic=3)
+    x, _ = next(iter(DataLoader(ds, batch_size=len(ds))))
+    assert x.dtype == torch.uint8 and x.shape == (len(ds), 3, 40, 40)
+    assert "tensor [3, 40, 40] uint8" in repr(ds)
+
+
+def test_bad_bases_are_refused_in_one_line(bundle):
+    with pytest.raises(ValueError, match="map-style"):
+        PoseRebalanced(None, bundle)
+    with pytest.raises(ValueError, match="empty"):
+        PoseRebalanced([], bundle)
+    with pytest.raises(ValueError, match=r"\(image, label\) pair"):
+        PoseRebalanced(["a.jpg", "b.jpg"], bundle)
+    with pytest.raises(ValueError, match="PIL image or a"):
+        PoseRebalanced([("a.jpg", 0), ("b.jpg", 1)], bundle)
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        PoseRebalanced(_Uint8Faces(), bundle, batch_size=0)

@@ -138,3 +138,29 @@ def test_bad_bundles_are_refused(bundle, tmp_path):
         SyntheticPoseFaces(plain, 1, 1, backend="onnx")
     with pytest.raises(ValueError, match="backend must be"):
         SyntheticPoseFaces(plain, 1, 1, backend="tensorrt")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(yaw=(1e6, 2e6)), r"beyond what the bundle's decomposer can express \(\|yaw\| <= 90"),
+    (dict(yaw=(-500, 500)), "beyond"),
+    (dict(yaw={"edges": [-120, 0, 120], "weights": [1, 1]}), "beyond"),
+    (dict(num_identities="5"), "num_identities must be an integer >= 1, got '5'"),
+    (dict(num_identities=2.7), "num_identities must be an integer"),
+    (dict(images_per_identity=True), "images_per_identity must be an integer"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (dict(num_images=0), "num_images must be an integer >= 1"),
+    (dict(lighting="yes"), "lighting must be"),
+])
+def test_bad_arguments_are_one_clear_error(bundle, kw, match):
+    args = dict(num_identities=2, images_per_identity=2) | kw
+    with pytest.raises(ValueError, match=match) as e:
+        SyntheticPoseFaces(bundle, **args)
+    assert "\n" not in str(e.value)
+
+
+def test_the_yaw_limit_is_the_decomposers_own_rot_range(tmp_path):
+    b = make_tiny_bundle(tmp_path / "b60", rot_range=60.0)
+    assert "uniform(-60, 60)" in repr(SyntheticPoseFaces(b, 2, 2))
+    with pytest.raises(ValueError, match=r"\|yaw\| <= 60"):
+        SyntheticPoseFaces(b, 2, 2, yaw=(-70, 0))
+    assert SyntheticPoseFaces(b, 2.0, 2).num_identities == 2  # a whole float is an integer

@@ -22,7 +22,7 @@ def test_defaults_and_roundtrip():
     assert again == r
 
 
-@pytest.mark.parametrize("name", ["tiny", "casia", "ffhq"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "recipes").glob("*.yaml")))
 def test_shipped_recipes_parse(name):
     r = load_recipe(REPO / "recipes" / f"{name}.yaml")
     assert r.run.name == name
@@ -83,3 +83,36 @@ def test_overrides(tmp_path):
         load_recipe(p, ["run.sed=1"])
     with pytest.raises(ConfigError, match="choices"):
         load_recipe(p, ["run.stages=[gan, train]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gan.batch=0", "gan.batch = 0: must be an integer >= 1"),
+    ("run.device=tpu", "run.device = 'tpu': must be auto, cpu, cuda or cuda:N"),
+    ("gan.kimg=-1", "gan.kimg = -1.0: must be > 0"),
+    ("gan.lr=-1", "gan.lr = -1.0: must be > 0"),
+    ("gan.resolution=33", "gan.resolution = 33: must be a power of two in 32..256"),
+    ("gan.betas=[0.0, 1.5]", "gan.betas"),
+])
+def test_bad_values_name_the_key_the_value_and_blame_the_command_line(tmp_path, override, message):
+    p = write(tmp_path, "gan:\n  batch: 4\n")
+    with pytest.raises(ConfigError) as e:
+        load_recipe(p, [override])
+    text = str(e.value)
+    assert text.startswith(f"override {override!r} (command line): ") and message in text, text
+    assert str(p) not in text  # the file was fine: it is not blamed
+    load_recipe(p, ["run.device=cuda:1", "gan.kimg=0.5"])  # valid values pass
+
+
+def test_the_same_bad_value_in_the_file_names_the_file(tmp_path):
+    p = write(tmp_path, "gan:\n  batch: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: gan.batch = 0: must be an integer >= 1$"):
+        load_recipe(p)
+
+
+def test_top_level_list_and_duplicate_keys_are_refused_naming_the_file(tmp_path):
+    p = write(tmp_path, "- gan\n- decompose\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: a recipe is a mapping of sections .* got a list"):
+        load_recipe(p)
+    p = write(tmp_path, "gan:\n  batch: 4\n  kimg: 1\n  batch: 8\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: key 'batch' given twice \(lines 2 and 4\)"):
+        load_recipe(p)

@@ -85,3 +85,10 @@ def test_failed_stage_is_logged_and_not_marked_done(tmp_path, monkeypatch):
     assert not (out / "gan" / "DONE.json").exists()
     last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "failed" and "boom" in last["error"]
+
+
+def test_overrides_may_come_before_the_out_flag():
+    from train_gan.main import build_parser
+
+    args = build_parser().parse_intermixed_args(["--recipe", "r.yaml", "gan.kimg=1", "--out", "o", "gan.batch=4"])
+    assert args.overrides == ["gan.kimg=1", "gan.batch=4"] and args.out == "o"

@@ -51,20 +51,22 @@ def test_view_scores_known_answers():
 
 @pytest.mark.slow
 def test_learns_yaw_on_a_flat_still_background():
-    # measured here (seed 0): slope 0.40, r 0.987 after 200 steps. The stage-2 target is slope 0.7-1.3:
-    # not reached yet (with 64 identities the slope plateaus near 0.55 by 300-800 steps)
-    s = _train(200, background=0.0, confidence="fixed")
+    # measured here (seed 0, 500 steps): slope 0.82, r 0.998 (0.88 by 800 steps). Before the light was
+    # fixed to the camera it stalled near 0.43 (the light head explained part of every turn)
+    s = _train(500, background=0.0, confidence="fixed")
     assert s["r"] >= 0.95, s
-    assert s["slope"] >= 0.3, s
+    assert 0.7 <= s["slope"] <= 1.3, s
 
 
 @pytest.mark.slow
 def test_learns_yaw_sign_on_a_textured_still_background_and_learned_confidence_is_no_worse():
-    # measured here (seed 0, 300 steps): fixed sigma slope 0.228 r 0.961, learned sigma (with its floor)
-    # 0.191 r 0.962; before the floor a learned sigma fell to 1e-9 and took the slope from 1.19 to 0.17
+    # measured here (seed 0, 300 steps): fixed sigma slope 0.374 r 0.963, learned sigma (with its floor)
+    # 0.390 r 0.962 (0.59 by 800 steps: a textured background is learned more slowly, the target 0.7 is
+    # not reached at this size); before the floor a learned sigma fell to 1e-9 and took the slope from
+    # 1.19 to 0.17
     fixed = _train(300, background=0.6, confidence="fixed")
     learned = _train(300, background=0.6, confidence="learned")
     for s in (fixed, learned):
-        assert s["r"] >= 0.9, s
-        assert s["slope"] >= 0.15, s
-    assert learned["r"] >= fixed["r"] - 0.03 and learned["slope"] >= 0.7 * fixed["slope"], (fixed, learned)
+        assert s["r"] >= 0.93, s
+        assert s["slope"] >= 0.3, s
+    assert learned["r"] >= fixed["r"] - 0.03 and learned["slope"] >= 0.85 * fixed["slope"], (fixed, learned)

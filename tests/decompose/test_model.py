@@ -130,16 +130,17 @@ def test_a_file_from_before_the_shape_prior_loads_without_it(tmp_path):
     from facedis_aug.ops import load_safetensors
 
     model = Decomposer(_tiny(shape_prior=0.0, layers=False, symmetric=False, conf_floor=1e-7, light_floor=0.0,
-                             saturated=1.0)).eval()
+                             saturated=1.0, light_frame="canonical")).eval()
     path = save_decomposer(model, tmp_path / "decomposer.safetensors")
     tensors, meta = load_safetensors(path)
     new_keys = ("shape_prior", "shape_prior_axes", "zero_init_heads", "pitch_gauge", "layers", "conf_floor", "light_floor",
                 "saturated", "depth_residual", "face_depth", "alpha_prior_logit", "alpha_residual", "symmetric",
-                "background_ring", "confidence")
+                "background_ring", "confidence", "light_frame")
     old = {k: v for k, v in meta["config"].items() if k not in new_keys}
     save_safetensors(tmp_path / "old.safetensors", tensors, metadata={"format": meta["format"], "config": old})
     loaded = load_decomposer(tmp_path / "old.safetensors")
     assert loaded.cfg.shape_prior == 0.0 and loaded.cfg.layers is False and loaded.cfg.symmetric is False, json.dumps(old)
+    assert loaded.cfg.light_frame == "canonical"  # what old files were trained with
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(loaded(x).depth, model(x).depth, rtol=0, atol=0)
 

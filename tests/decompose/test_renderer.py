@@ -120,6 +120,30 @@ def test_lambertian_shading_known_values():
     torch.testing.assert_close(Renderer.shading(facing_right, left)[0, :, 0, 0], light[0, :3])
 
 
+def test_camera_fixed_light_is_the_view_normal_dot_the_light():
+    # a still light and a turning head: shading must be (R n) . l, with R the view's rotation
+    torch.manual_seed(0)
+    normal = torch.nn.functional.normalize(torch.randn(3, 3, 2, 2, dtype=torch.float64) + torch.tensor([0, 0, -2.0],
+                                           dtype=torch.float64).view(1, 3, 1, 1), dim=1)
+    light = torch.tensor([[0.1, 0.1, 0.1, 0.8, 0.7, 0.6, 0.6, -0.3]], dtype=torch.float64).repeat(3, 1)
+    view = torch.zeros(3, 6, dtype=torch.float64)
+    view[:, :3] = torch.tensor([[0.0, 0.0, 0.0], [0.0, 40.0, 0.0], [15.0, -70.0, 10.0]], dtype=torch.float64)
+    rot = rotation_matrix(view[:, :3])
+    n_view = torch.einsum("bij,bjhw->bihw", rot, normal)
+    l_dir = torch.nn.functional.normalize(torch.cat([light[:, 6:8], -torch.ones(3, 1, dtype=torch.float64)], 1), dim=1)
+    cos = (n_view * l_dir[:, :, None, None]).sum(1, keepdim=True).clamp(min=0)
+    want = light[:, :3, None, None] + light[:, 3:6, None, None] * cos
+    torch.testing.assert_close(Renderer.shading(normal, light, view), want)
+    # frontal views shade alike in both frames; a turned one does not (the canonical light turns with it)
+    torch.testing.assert_close(Renderer.shading(normal[:1], light[:1], view[:1]), Renderer.shading(normal[:1], light[:1]))
+    assert not torch.allclose(Renderer.shading(normal[1:2], light[1:2], view[1:2]), Renderer.shading(normal[1:2], light[1:2]))
+    # a face turned left (yaw > 0) under a light from the image's right: its frontal patch darkens
+    face = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).view(1, 3, 1, 1)
+    right = torch.tensor([[0.0, 0, 0, 1, 1, 1, 1.0, 0]], dtype=torch.float64)
+    turn = lambda yaw: torch.tensor([[0.0, yaw, 0, 0, 0, 0]], dtype=torch.float64)  # noqa: E731
+    assert Renderer.shading(face, right, turn(40.0))[0, 0, 0, 0] < Renderer.shading(face, right, turn(-40.0))[0, 0, 0, 0]
+
+
 def test_zbuffer_matches_brute_force_with_occlusion():
     torch.manual_seed(0)
     r = Renderer(12)

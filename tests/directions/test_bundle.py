@@ -220,3 +220,17 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
     torch.testing.assert_close(b.edit(w, "yaw", 2.0) @ b.directions["yaw"], torch.full((3,), 2.0 * b.sigma("yaw")))
     yaw = measure_semantics(b.decomposer, b.generate(w=w))[:, 1]
     torch.testing.assert_close(yaw, Dec.estimate_view(torch.nn.functional.interpolate(generate(G, w=w), size=64, mode="bilinear"))["yaw"])
+
+
+@pytest.mark.parametrize("entry", ["../../../../etc/hostname", "/etc/hostname", "sub/../../x", "C:/x", "link/secret"])
+def test_manifest_paths_must_stay_inside_the_bundle(bundle_dir, tmp_path, entry):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not yours")
+    (bundle_dir / "link").symlink_to(outside, target_is_directory=True)
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    m["files"][entry] = {"sha256": "0" * 64, "bytes": 1}
+    (bundle_dir / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="manifest entry refused") as e:
+        Bundle.load(bundle_dir)
+    assert repr(entry) in str(e.value)
