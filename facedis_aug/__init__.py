@@ -19,6 +19,7 @@ _PUBLIC = {
     "SyntheticFaces": "facedis_aug.data.synthetic",
     "SyntheticWorld": "facedis_aug.data.synthetic",
     "ImageFolderFaces": "facedis_aug.data.folder",
+    "RecordFaces": "facedis_aug.data.recordio",
     "training_batches": "facedis_aug.data.stream",
     "make_source": "facedis_aug.data.stream",
     "decorrelation_loss": "facedis_aug.gan.loss",

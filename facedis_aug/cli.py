@@ -3,6 +3,8 @@
     facedis-aug info BUNDLE                  verify the bundle and print what it holds
     facedis-aug export BUNDLE [--exporter torchscript]   add generator.onnx + view_head.onnx (+ encoder.onnx)
     facedis-aug draw BUNDLE --seed 3 [--out DIR]         manipulation strips as PNGs
+    facedis-aug synthesize --bundle B --out OUT --identities N --per-identity K [--format folder|rec|wds]
+                [--yaw LO HI] [--size 112 --crop arcface|casia|none] [--from-real DIR]   a synthetic set on disk
 
 Errors (a bad bundle, a missing package) are one line on stderr and exit code 2;
 FACEDIS_DEBUG=1 shows the traceback.
@@ -18,7 +20,7 @@ from typing import Any, Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facedis-aug", description="Work with a facedis-aug bundle (the folder the export stage writes).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{info,export,draw}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{info,export,draw,synthesize}")
     info = sub.add_parser("info", help="verify a bundle and print its contents")
     info.add_argument("bundle")
     ex = sub.add_parser("export", help="add generator.onnx and view_head.onnx to a bundle (checked against PyTorch)")
@@ -32,6 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("bundle")
     dr.add_argument("--seed", type=int, required=True)
     dr.add_argument("--out", default=None, help="output folder (default: BUNDLE/../strips)")
+    sy = sub.add_parser("synthesize", help="write a synthetic face set to disk (image folder, .rec/.idx, WebDataset shards)")
+    sy.add_argument("--bundle", required=True)
+    sy.add_argument("--out", required=True, help="output folder; re-running the same command resumes it")
+    sy.add_argument("--identities", type=int, default=None, help="new identities (not with --from-real)")
+    sy.add_argument("--per-identity", type=int, default=8, help="images per identity")
+    sy.add_argument("--yaw", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="uniform yaw range in degrees (default: +-the bundle's view range)")
+    sy.add_argument("--format", choices=["folder", "rec", "wds"], default="folder")
+    sy.add_argument("--crop", choices=["arcface", "casia", "none"], default="none",
+                    help="arcface 112x112, casia 112x96, none: a square of --size (default the bundle's resolution)")
+    sy.add_argument("--size", type=int, default=None, help="image height in pixels (see --crop)")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--lighting", type=float, default=0.0, help="std of random light edits (0: none)")
+    sy.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    sy.add_argument("--batch", type=int, default=64, help="images per render call and per resumable chunk")
+    sy.add_argument("--shard-size", type=int, default=1000, help="images per WebDataset shard")
+    sy.add_argument("--from-real", default=None, metavar="DIR",
+                    help="write PoseRebalanced's synthetic complement of this real set (folder, .zip or .rec) instead")
     return p
 
 
@@ -77,7 +97,38 @@ def _run(args: argparse.Namespace) -> Any:
         out = Path(args.out) if args.out else Path(args.bundle).resolve().parent / "strips"
         for p in draw_strips(args.bundle, args.seed, out):
             print(p)
+    elif args.command == "synthesize":
+        print(_synthesize(args))
     return 0
+
+
+def _synthesize(args: argparse.Namespace) -> str:
+    from .augment.synthesize import synthesize
+    from .augment.synthetic import SyntheticPoseFaces
+
+    offset = 0
+    if args.from_real:
+        from .augment.engine import open_bundle
+        from .augment.rebalance import PoseRebalanced
+        from .data.stream import real_dataset
+
+        if args.identities is not None:
+            raise ValueError("--identities and --from-real exclude each other (the real set decides the count)")
+        spec = open_bundle(args.bundle, args.backend)
+        real = PoseRebalanced(real_dataset(args.from_real, spec.resolution), spec, images_per_identity=args.per_identity,
+                              lighting=args.lighting, seed=args.seed, backend=args.backend, batch_size=args.batch, progress=True)
+        if real.synthetic is None:
+            return f"{args.from_real}: already balanced over the bins; nothing to write"
+        ds, offset = real.synthetic, real.num_real_classes
+    else:
+        if args.identities is None:
+            raise ValueError("give --identities N (or --from-real DIR)")
+        ds = SyntheticPoseFaces(args.bundle, args.identities, args.per_identity, yaw=tuple(args.yaw) if args.yaw else "uniform",
+                                lighting=args.lighting, seed=args.seed, backend=args.backend, batch_size=args.batch)
+    r = synthesize(ds, args.out, fmt=args.format, crop=args.crop, size=args.size, chunk=args.batch,
+                   shard_size=args.shard_size, label_offset=offset)
+    return (f"{r['images']} images ({r['written']} written now, {r['size_hw'][0]}x{r['size_hw'][1]}, {r['format']}) in {r['out']}"
+            + (f", {r['images_per_s']} images/s" if r["images_per_s"] else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     source: Literal["synthetic", "folder"] = "synthetic"
-    path: Optional[str] = None  # folder or .zip of images when source == "folder" (or --data)
+    path: Optional[str] = None  # folder, .zip, or insightface .rec (+ .idx) of images when source == "folder" (or --data)
     preprocess: Literal["none", "casia", "ffhq"] = "none"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     num_workers: int = 0  # DataLoader workers for image folders

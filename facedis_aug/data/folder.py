@@ -125,6 +125,14 @@ def _square(im: Image.Image, preprocess: str) -> Image.Image:
     return im  # "ffhq" (and squares): the whole image is resized
 
 
+def prepare_face(im: Image.Image, preprocess: str, resolution: int) -> Image.Image:
+    """An RGB image at its stored geometry -> resolution x resolution by `preprocess` (module doc), LANCZOS."""
+    im = _square(im, preprocess)
+    if im.size != (resolution, resolution):
+        im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return im
+
+
 def pil_to_tensor01(im: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 [3, H, W] in [0, 1]."""
     arr = np.array(im, dtype=np.uint8, copy=True)
@@ -307,11 +315,7 @@ class ImageFolderFaces(Dataset):
             return to_rgb(im).copy()
 
     def _prepare(self, im: Image.Image) -> Image.Image:
-        im = _square(im, self.preprocess)
-        r = self.resolution
-        if im.size != (r, r):
-            im = im.resize((r, r), Image.Resampling.LANCZOS)
-        return im
+        return prepare_face(im, self.preprocess, self.resolution)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -206,8 +207,21 @@ def _loader_stream(
         yield _to_model_range(images, b)
 
 
+def real_dataset(path: str | os.PathLike, resolution: int, preprocess: str = "none") -> Any:
+    """Real faces at `path`: `RecordFaces` for an insightface .rec (with its .idx), else `ImageFolderFaces`
+    (a folder tree or a .zip); float32 [3, R, R] in [0, 1] with int labels."""
+    if str(path).endswith(".rec"):
+        from .recordio import RecordFaces
+
+        return RecordFaces(path, resolution, preprocess=preprocess)  # type: ignore[arg-type]
+    from .folder import ImageFolderFaces
+
+    return ImageFolderFaces(path, resolution, preprocess=preprocess)  # type: ignore[arg-type]
+
+
 def make_source(data_cfg: DataConfig, resolution: int, num_images: int | None = None) -> Any:
-    """Build the recipe's data source: `SyntheticFaces(num_images, ...)` or `ImageFolderFaces(path, ...)`.
+    """Build the recipe's data source: `SyntheticFaces(num_images, ...)`, `ImageFolderFaces(path, ...)` or,
+    for a path ending in .rec, `RecordFaces(path, ...)`.
 
     `num_images` (synthetic only) defaults to `data.synthetic.num_images`.
 
@@ -222,7 +236,5 @@ def make_source(data_cfg: DataConfig, resolution: int, num_images: int | None = 
     if data_cfg.source == "folder":
         if not data_cfg.path:
             raise ValueError("data.source is 'folder' but data.path is not set (give --data DIR or data.path=DIR)")
-        from .folder import ImageFolderFaces
-
-        return ImageFolderFaces(data_cfg.path, resolution, preprocess=data_cfg.preprocess)
+        return real_dataset(data_cfg.path, resolution, data_cfg.preprocess)
     raise ValueError(f"data.source={data_cfg.source!r} is not valid; choices: 'synthetic', 'folder'")
