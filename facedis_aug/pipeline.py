@@ -201,6 +201,24 @@ def write_data_preview(recipe: Recipe, path: Path) -> Path:
     return path
 
 
+def report_data(recipe: Recipe, run_dir: Path) -> str:
+    """One line on what the recipe's image folder (or .rec) gave: images used, files skipped (listed in
+    run_dir/data_skipped.txt with their reasons) and ignored."""
+    from .data.stream import make_source
+
+    source = make_source(recipe.data, recipe.gan.resolution)
+    skipped, ignored = getattr(source, "skipped", []), getattr(source, "ignored", [])
+    line = f"data: {len(source)} images from {recipe.data.path}"
+    if skipped:
+        listing = run_dir / "data_skipped.txt"
+        with atomic_write(listing, "w") as f:
+            f.writelines(f"{path}\t{why}\n" for path, why in skipped)
+        line += f", {len(skipped)} skipped (list: {listing})"
+    if ignored:
+        line += f", {len(ignored)} non-image files ignored"
+    return line
+
+
 def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
     """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'.
 
@@ -224,6 +242,8 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
     if lead and not preview.exists():
         write_data_preview(recipe, preview)
         say(f"data preview: {preview}")
+    if lead and recipe.data.source == "folder" and any(s in recipe.run.stages for s in ("gan", "decompose", "encode")):
+        say(report_data(recipe, run_dir))
 
     functions = stage_functions()
     status: dict[str, str] = {}

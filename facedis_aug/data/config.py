@@ -25,5 +25,8 @@ class DataConfig:
     source: Literal["synthetic", "folder"] = "synthetic"
     path: Optional[str] = None  # folder, .zip, or insightface .rec (+ .idx) of images when source == "folder" (or --data)
     preprocess: Literal["none", "casia", "ffhq"] = "none"
+    # images with a side below this are skipped (listed in the run's data_skipped.txt), never upscaled
+    # into training faces: a 1x1 image was accepted before (ours)
+    min_size: int = 16
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     num_workers: int = 0  # DataLoader workers for image folders

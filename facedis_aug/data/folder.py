@@ -149,6 +149,7 @@ class ImageFolderFaces(Dataset):
         output: "tensor" (float32 [3, R, R] in [0, 1]) or "pil" (RGB PIL image R x R).
         transform, target_transform: applied to the image / target after the above.
         verify: "header" (cheap scan) or "full" (decode every image while scanning).
+        min_size: images with a side below this many pixels are skipped (listed in `skipped`).
 
     Items are `(image, target)`. Attributes: `root`, `is_zip`, `samples` (list of `Sample`),
     `targets`, `classes`, `class_to_idx`, `skipped` (list of (path, reason)), `ignored` (paths).
@@ -163,9 +164,13 @@ class ImageFolderFaces(Dataset):
         transform: Optional[Callable[[Any], Any]] = None,
         target_transform: Optional[Callable[[int], Any]] = None,
         verify: Literal["header", "full"] = "header",
+        min_size: int = 1,
     ):
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
+            raise ValueError(f"min_size must be a positive int, got {min_size!r}")
+        self.min_size = min_size
         for name, value, choices in (
             ("preprocess", preprocess, PREPROCESS_CHOICES),
             ("output", output, OUTPUT_CHOICES),
@@ -275,8 +280,10 @@ class ImageFolderFaces(Dataset):
                     continue
                 try:
                     with self._open(rel, fmt, zf) as im:
-                        if im.size[0] < 1 or im.size[1] < 1:
-                            raise ValueError(f"empty image size {im.size}")
+                        if min(im.size) < self.min_size:
+                            self.skipped.append((self._display(rel), f"too small ({im.size[0]}x{im.size[1]}; "
+                                                 f"min_size is {self.min_size} px)"))
+                            continue
                         if self.verify == "full":
                             im.load()
                 except Exception as e:

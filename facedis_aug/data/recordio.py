@@ -181,7 +181,8 @@ class RecordFaces(Dataset):
     """Face images of an insightface/MXNet `.rec` (with its `.idx`) as `(image, label)`.
 
     Args as `ImageFolderFaces`: resolution, preprocess ("none" | "casia" | "ffhq"), output ("tensor":
-    float32 [3, R, R] in [0, 1], or "pil"), transform, target_transform. Attributes: `path`,
+    float32 [3, R, R] in [0, 1], or "pil"), transform, target_transform, min_size (smaller images are
+    skipped when read). Attributes: `path`,
     `keys` (record keys of the images), `targets` (int labels), `classes` (sorted distinct labels),
     `skipped` [(file#key, reason)], `notes` (what was repaired, e.g. a rebuilt index).
     """
@@ -194,9 +195,13 @@ class RecordFaces(Dataset):
         output: Literal["tensor", "pil"] = "tensor",
         transform: Optional[Callable[[Any], Any]] = None,
         target_transform: Optional[Callable[[int], Any]] = None,
+        min_size: int = 1,
     ):
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
+            raise ValueError(f"min_size must be a positive int, got {min_size!r}")
+        self.min_size = min_size
         for name, value, choices in (("preprocess", preprocess, PREPROCESS_CHOICES), ("output", output, OUTPUT_CHOICES)):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not valid; choices: {', '.join(map(repr, choices))}")
@@ -291,9 +296,12 @@ class RecordFaces(Dataset):
         try:
             with Image.open(io.BytesIO(data), formats=[fmt]) as im:
                 im.load()
-                return to_rgb(ImageOps.exif_transpose(im)).copy()
+                im = to_rgb(ImageOps.exif_transpose(im)).copy()
         except Exception as e:  # PIL raises several types for corrupt data
             raise RecordError(f"{where}: {fmt} payload does not decode ({e})") from None
+        if min(im.size) < self.min_size:
+            raise RecordError(f"{where}: too small ({im.size[0]}x{im.size[1]}; min_size is {self.min_size} px)")
+        return im
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -207,16 +207,16 @@ def _loader_stream(
         yield _to_model_range(images, b)
 
 
-def real_dataset(path: str | os.PathLike, resolution: int, preprocess: str = "none") -> Any:
+def real_dataset(path: str | os.PathLike, resolution: int, preprocess: str = "none", min_size: int = 1) -> Any:
     """Real faces at `path`: `RecordFaces` for an insightface .rec (with its .idx), else `ImageFolderFaces`
     (a folder tree or a .zip); float32 [3, R, R] in [0, 1] with int labels."""
     if str(path).endswith(".rec"):
         from .recordio import RecordFaces
 
-        return RecordFaces(path, resolution, preprocess=preprocess)  # type: ignore[arg-type]
+        return RecordFaces(path, resolution, preprocess=preprocess, min_size=min_size)  # type: ignore[arg-type]
     from .folder import ImageFolderFaces
 
-    return ImageFolderFaces(path, resolution, preprocess=preprocess)  # type: ignore[arg-type]
+    return ImageFolderFaces(path, resolution, preprocess=preprocess, min_size=min_size)  # type: ignore[arg-type]
 
 
 def make_source(data_cfg: DataConfig, resolution: int, num_images: int | None = None) -> Any:
@@ -236,5 +236,5 @@ def make_source(data_cfg: DataConfig, resolution: int, num_images: int | None = 
     if data_cfg.source == "folder":
         if not data_cfg.path:
             raise ValueError("data.source is 'folder' but data.path is not set (give --data DIR or data.path=DIR)")
-        return real_dataset(data_cfg.path, resolution, data_cfg.preprocess)
+        return real_dataset(data_cfg.path, resolution, data_cfg.preprocess, data_cfg.min_size)
     raise ValueError(f"data.source={data_cfg.source!r} is not valid; choices: 'synthetic', 'folder'")

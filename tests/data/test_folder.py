@@ -340,3 +340,25 @@ def test_content_wins_over_a_wrong_extension(tmp_path: Path):
     ds = ImageFolderFaces(tmp_path / "w", 5)
     assert ds.samples[0].fmt == "PNG" and ds.skipped == []
     assert torch.equal(ds[0][0][:, 0, 0], torch.tensor([9, 99, 199]) / 255.0)
+
+
+def test_images_below_min_size_are_skipped_and_the_run_says_where_the_list_is(tmp_path: Path):
+    from facedis_aug.pipeline import report_data
+    from facedis_aug.recipe import load_recipe
+
+    root = tmp_path / "faces"
+    root.mkdir()
+    _save(root / "ok.png", Image.new("RGB", (32, 32), (10, 20, 30)), "PNG")
+    _save(root / "dot.png", Image.new("RGB", (1, 1), (10, 20, 30)), "PNG")
+    _save(root / "thin.png", Image.new("RGB", (200, 8), (10, 20, 30)), "PNG")
+    (root / "notes.png").write_text("not an image")
+    ds = ImageFolderFaces(root, resolution=16, min_size=16)
+    assert len(ds) == 1
+    reasons = dict(ds.skipped)
+    assert reasons[str(root / "dot.png")] == "too small (1x1; min_size is 16 px)" and "200x8" in reasons[str(root / "thin.png")]
+    assert len(ImageFolderFaces(root, resolution=16)) == 3  # the library default keeps every size
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml", ["data.source=folder", f"data.path={root}"])
+    line = report_data(recipe, tmp_path)
+    assert line == f"data: 1 images from {root}, 3 skipped (list: {tmp_path / 'data_skipped.txt'})"
+    listed = (tmp_path / "data_skipped.txt").read_text().splitlines()
+    assert len(listed) == 3 and any(x.startswith(str(root / "dot.png") + "\ttoo small") for x in listed)

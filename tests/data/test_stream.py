@@ -195,7 +195,9 @@ def test_bad_sources(grey_folder: Path):
 
 
 def test_make_source_folder_and_errors(grey_folder: Path):
-    ds = make_source(DataConfig(source="folder", path=str(grey_folder), preprocess="ffhq"), 8, 100)
+    with pytest.raises(ValueError, match="no readable images"):  # 6 px images: below data.min_size 16
+        make_source(DataConfig(source="folder", path=str(grey_folder)), 8, 100)
+    ds = make_source(DataConfig(source="folder", path=str(grey_folder), preprocess="ffhq", min_size=4), 8, 100)
     assert isinstance(ds, ImageFolderFaces) and ds.resolution == 8 and ds.preprocess == "ffhq" and len(ds) == 11
     with pytest.raises(ValueError, match="data.path is not set"):
         make_source(DataConfig(source="folder"), 8, 100)
