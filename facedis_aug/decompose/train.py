@@ -183,7 +183,7 @@ def train_decomposer(
         return final
     if cfg.yaw_aug and generator is None:
         print("decompose: yaw augmentation off: no generator given (it needs G and the samples' w)")
-    logger = JsonlLogger(run_dir / "stats.jsonl")
+    logger = JsonlLogger(run_dir / "stats.jsonl", keep_through=start - 1)  # lines carry the 0-based step
     warned_no_w = False
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="decompose", mininterval=1.0)

@@ -131,7 +131,7 @@ def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *
         print(f"encode: resuming from step {start} ({ckpt})")
     if start >= cfg.iterations and final.is_file():
         return final
-    logger = JsonlLogger(run_dir / "stats.jsonl")
+    logger = JsonlLogger(run_dir / "stats.jsonl", keep_through=start - 1)  # lines carry the 0-based step
     t0 = time.perf_counter()
     model.train()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="encode", mininterval=1.0)

@@ -242,6 +242,8 @@ def train_gan(
         _load_opt(opt_D, _sub(tensors, "opt_D"))
         st = {k: v.clone() for k, v in _sub(tensors, "state").items()}
         start, bad_steps, last_ckpt = info["step"], info.get("bad_steps", 0), run_dir / info["file"]
+        if rank == 0:
+            print(f"gan: resuming from step {start} ({start * gbatch / 1000:g} kimg, {last_ckpt})")
     elif world > 1:
         for t in [*G.state_dict().values(), *D.state_dict().values(), *G_ema.state_dict().values()]:
             dist.broadcast(t, 0)  # belt and braces: the seed already made them equal
@@ -250,7 +252,7 @@ def train_gan(
             dist.destroy_process_group()
         return final
 
-    logger = JsonlLogger(run_dir / "stats.jsonl")
+    logger = JsonlLogger(run_dir / "stats.jsonl", keep_through=start) if rank == 0 else JsonlLogger(run_dir / "stats.jsonl")
     snap_seeds = list(range(cfg.snapshot_images))
     log_every, snap_every, ckpt_every = (_steps(k, gbatch) for k in (cfg.log_kimg, cfg.snapshot_kimg, cfg.checkpoint_kimg))
     if rank == 0 and start == 0:

@@ -151,13 +151,28 @@ def save_image_grid(
     return grid
 
 
+def _step_of(line: str) -> float:
+    """The "step" of a stats line (a torn or step-less line counts as before every step)."""
+    try:
+        return float(json.loads(line).get("step", -1))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return float("inf")  # a torn last line, from the crash itself: dropped
+
+
 class JsonlLogger:
     """Append one JSON object per line (e.g. `stats.jsonl`). Each line is flushed on write, so a
     crash loses at most the line being written."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keep_through: int | None = None):
+        """keep_through: a resumed run drops the lines whose "step" is past this one (logged between its
+        last checkpoint and the crash, and about to be logged again), so no step appears twice."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_through is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines(keepends=True)
+                    if line.strip() and _step_of(line) <= keep_through]
+            with atomic_write(self.path, "w") as f:
+                f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
 
     def log(self, **record: Any) -> None:
         with open(self.path, "a") as f:

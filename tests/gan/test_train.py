@@ -77,6 +77,9 @@ def test_resume_is_bit_exact(tmp_path: Path):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert torch.equal(load_safetensors(full)[0]["mapping.w_avg"], load_safetensors(resumed)[0]["mapping.w_avg"])
     assert 0 < a["state.ada_p"].item() <= 1  # ADA-lite moved p
+    # no step is logged twice after the resume: the resumed log equals the uninterrupted one
+    steps = lambda d: [json.loads(x)["step"] for x in (tmp_path / d / "stats.jsonl").read_text().splitlines()]  # noqa: E731
+    assert steps("b") == steps("a") and len(set(steps("a"))) == len(steps("a"))
     # the run folder has what the stage promises
     stats = [json.loads(line) for line in (tmp_path / "a" / "stats.jsonl").read_text().splitlines()]
     assert {"loss_G", "loss_D", "rho_mean", "rho_max", "var_cv", "img_per_s"} <= stats[-1].keys()
