@@ -127,7 +127,7 @@ def write_bundle(
         if src.resolve() != dst.resolve():
             _copy_atomic(src, dst)
         files[name] = {"sha256": sha256_file(dst), "bytes": dst.stat().st_size}
-    from .. import __version__
+    from .._version import __version__
 
     manifest = {
         "format": FORMAT,
