@@ -20,7 +20,7 @@ from typing import Any, Callable
 import yaml
 
 from .ops.dataconf import ConfigError, to_dict
-from .ops.io import JsonlLogger, read_json, write_json, atomic_write
+from .ops.io import JsonlLogger, atomic_write, read_json, sha256_file, write_json
 from .recipe import STAGES, Recipe
 
 
@@ -43,6 +43,25 @@ class StageContext:
                 f"stage output {path} is missing: run the '{stage}' stage first (add it to run.stages)"
             )
         return path
+
+
+# a started stage may train longer (re-run with a larger value continues from its checkpoint)
+LENGTH_KEYS = {"gan": "kimg", "decompose": "iterations", "encode": "iterations"}
+# the files a stage reads from earlier stages; DONE.json records their hashes, and a finished stage
+# whose inputs changed (or gained an optional one, like the encoder for export) runs again
+STAGE_INPUTS = {
+    "gan": [],
+    "decompose": ["gan/gan.safetensors"],
+    "directions": ["gan/gan.safetensors", "decompose/decomposer.safetensors"],
+    "encode": ["gan/gan.safetensors"],
+    "export": ["gan/gan.safetensors", "decompose/decomposer.safetensors", "directions/directions.safetensors",
+               "directions/directions.json", "encode/encoder.safetensors"],
+}
+
+
+def input_hashes(run_dir: Path, stage: str) -> dict[str, str]:
+    """sha256 of each input file of `stage` that exists in run_dir."""
+    return {rel: sha256_file(run_dir / rel) for rel in STAGE_INPUTS[stage] if (run_dir / rel).is_file()}
 
 
 StageFn = Callable[[StageContext], dict[str, Any]]
@@ -149,12 +168,13 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _check_same_recipe(run_dir: Path, recipe: Recipe) -> None:
+def _check_same_recipe(run_dir: Path, recipe: Recipe) -> list[str]:
     """A run folder belongs to one recipe: refuse settings that differ for the data or for a stage
-    that has already started. A stage that never started may still change its own section."""
+    that has already started. A stage that never started may still change its own section, and a
+    started one may train longer (its LENGTH_KEYS value may grow): those stages are returned."""
     old_path = run_dir / "recipe.yaml"
     if not old_path.exists():
-        return
+        return []
     old = yaml.safe_load(old_path.read_text()) or {}
     try:  # read the old recipe as this version does: keys it did not have yet take their defaults
         from .recipe import recipe_from_dict
@@ -164,15 +184,32 @@ def _check_same_recipe(run_dir: Path, recipe: Recipe) -> None:
         pass  # a key this version no longer knows: compare the raw trees, which then differ there
     started = {s for s in STAGES if (run_dir / s).is_dir()}
     harmless = {"run.stages", "run.preview_images", "run.device"}
-    diffs = [
-        d for d in sorted(_diff_keys(old, to_dict(recipe)))
-        if d not in harmless and (d.split(".")[0] not in STAGES or d.split(".")[0] in started)
-    ]
+    new = to_dict(recipe)
+    diffs, longer = [], []
+    for d in sorted(_diff_keys(old, new)):
+        if d in harmless or (d.split(".")[0] in STAGES and d.split(".")[0] not in started):
+            continue
+        section, _, key = d.partition(".")
+        if LENGTH_KEYS.get(section) == key and _number(_get(new, d)) >= _number(_get(old, d)):
+            longer.append(section)  # training longer: the stage continues from its last checkpoint
+            continue
+        diffs.append(d)
     if diffs:
         raise ConfigError(
             f"{run_dir} was made with a different recipe (differs at {', '.join(diffs[:5])}"
             f"{' ...' if len(diffs) > 5 else ''}); use another --out"
         )
+    return longer
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    for k in dotted.split("."):
+        tree = tree.get(k) if isinstance(tree, dict) else None
+    return tree
+
+
+def _number(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) else float("nan")
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -219,6 +256,16 @@ def report_data(recipe: Recipe, run_dir: Path) -> str:
     return line
 
 
+def _set_aside(stage_dir: Path) -> None:
+    """Move a stage's folder to <stage>.previous (replacing an older one), so that it starts afresh."""
+    import shutil
+
+    old = stage_dir.with_name(stage_dir.name + ".previous")
+    if old.exists():
+        shutil.rmtree(old)
+    stage_dir.rename(old)
+
+
 def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
     """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'.
 
@@ -229,9 +276,10 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
     rank = int(os.environ.get("RANK", "0"))
     lead = rank == 0
     say = print if verbose and lead else (lambda *a, **k: None)
+    longer: list[str] = []
     if lead:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _check_same_recipe(run_dir, recipe)
+        longer = _check_same_recipe(run_dir, recipe)
         with atomic_write(run_dir / "recipe.yaml", "w") as f:
             f.write(recipe.to_yaml())
     log = JsonlLogger(run_dir / "log.jsonl") if lead else None
@@ -253,6 +301,17 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
         if not lead and stage != "gan":
             break
         done = run_dir / stage / "DONE.json"
+        if done.exists() and lead:
+            rec = read_json(done)
+            if stage in longer:
+                key = f"{stage}.{LENGTH_KEYS[stage]}"
+                say(f"[{stage}] {key} grew to {_get(to_dict(recipe), key)}: continuing from its last checkpoint")
+                done.unlink()
+            elif "inputs" in rec and rec["inputs"] != input_hashes(run_dir, stage):
+                changed = sorted(set(rec["inputs"].items()) ^ set(input_hashes(run_dir, stage).items()))
+                say(f"[{stage}] its inputs changed since it finished ({', '.join(sorted({c[0] for c in changed}))}): "
+                    f"running it again; the old results are in {stage}.previous/")
+                _set_aside(run_dir / stage)
         if done.exists():
             say(f"[{stage}] finished earlier ({done}); skipping")
             status[stage] = "skipped"
@@ -269,7 +328,8 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
             raise
         seconds = time.time() - t0
         if lead:
-            write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs})
+            write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs,
+                              "inputs": input_hashes(run_dir, stage)})
         note(event="done", stage=stage, seconds=seconds, outputs=outputs, time=time.time())
         say(f"[{stage}] done in {seconds:.0f} s")
         status[stage] = "done"

@@ -24,7 +24,6 @@ that the file is missing.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..ops.io import atomic_write, load_safetensors, path_inside, read_json, write_json
+from ..ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
 from ..ops.linear import edit_latent
 
 FORMAT = "facedis_aug.bundle"
@@ -46,14 +45,6 @@ ENCODER = "encoder.safetensors"
 
 class BundleError(ValueError):
     """A bundle folder is incomplete, corrupt or of an unknown format. The message names the file."""
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:

@@ -19,8 +19,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..directions.bundle import MANIFEST, Bundle, BundleError, sha256_file, write_bundle
-from ..ops.io import atomic_write, read_json, write_json
+from ..directions.bundle import MANIFEST, Bundle, BundleError, write_bundle
+from ..ops.io import atomic_write, read_json, sha256_file, write_json
 from .config import ExportConfig
 from .onnx import export_generator, export_view_head, max_abs_difference
 

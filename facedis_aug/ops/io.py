@@ -4,6 +4,7 @@ Weights are safetensors, metadata JSON; nothing here pickles.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -41,6 +42,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         except FileNotFoundError:
             pass
         raise
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def path_inside(root: str | os.PathLike, name: str) -> Path:

@@ -3,6 +3,7 @@
 Sizes are tiny so this runs in about a minute on 2 CPU cores; it checks the stages hand over files
 that the next stage (and the user-facing Bundle) can read, not the quality of anything learned.
 """
+import json
 import shutil
 from pathlib import Path
 
@@ -97,6 +98,10 @@ def test_run_folder_from_before_the_encode_stage_resumes(micro_run, tmp_path):
     del tree["encode"], tree["export"]["encoder"]
     tree["run"]["stages"] = ["gan", "decompose", "directions", "export"]
     (old / "recipe.yaml").write_text(yaml.safe_dump(tree))
+    for done in old.glob("*/DONE.json"):  # DONE.json of that time recorded no input hashes
+        rec = json.loads(done.read_text())
+        rec.pop("inputs", None)
+        done.write_text(json.dumps(rec))
     again = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO)
     status = run_pipeline(again, old, verbose=False)
     assert status["export"] == "skipped" and status["encode"] == "done"
@@ -115,3 +120,24 @@ def test_decompose_stage_can_train_on_the_recipe_data(micro_run, tmp_path):
     stats = [json.loads(line) for line in (run / "decompose" / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [0, 2] and all(s["n_aug"] == 0 and "v_yaw_updates" not in s for s in stats)
     assert (run / "decompose" / "decomposer.safetensors").is_file()
+
+
+def test_training_longer_continues_and_the_stages_after_it_run_again(micro_run, tmp_path):
+    from facedis_aug.ops.dataconf import ConfigError
+
+    out, _, _ = micro_run
+    run = tmp_path / "longer"
+    shutil.copytree(out, run)
+    with pytest.raises(ConfigError, match="gan.kimg"):  # shorter is a different recipe
+        run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.004"]), run, verbose=False)
+    old_gan = (run / "gan" / "gan.safetensors").read_bytes()
+    status = run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.012"]), run, verbose=False)
+    assert status == {s: "done" for s in ("gan", "decompose", "directions", "encode", "export")}
+    steps = [json.loads(x)["step"] for x in (run / "gan" / "stats.jsonl").read_text().splitlines() if '"step"' in x]
+    assert max(steps) == 3 and (run / "gan" / "gan.safetensors").read_bytes() != old_gan  # 2 steps, then a third
+    assert (run / "decompose.previous" / "DONE.json").is_file()  # the stale stage was set aside, not deleted
+    done = json.loads((run / "export" / "DONE.json").read_text())
+    assert set(done["inputs"]) == {"gan/gan.safetensors", "decompose/decomposer.safetensors", "directions/directions.safetensors",
+                                   "directions/directions.json", "encode/encoder.safetensors"}
+    assert set(run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.012"]), run,
+                            verbose=False).values()) == {"skipped"}
