@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _info(path: str) -> str:
-    from .directions.bundle import Bundle
+    from .directions.bundle import ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle
 
     b = Bundle.load(path)
     m = b.manifest
@@ -73,8 +73,8 @@ def _info(path: str) -> str:
             lines.append(f"  yaw calibration: s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
         except KeyError:
             lines.append("  yaw calibration: missing")
-    lines.append(f"  ONNX: generator {'yes' if 'generator.onnx' in m['files'] else 'no'}, view head {'yes' if 'view_head.onnx' in m['files'] else 'no'}"
-                 f", encoder {'yes' if 'encoder.onnx' in m['files'] else 'no'}")
+    has = lambda name: "yes" if name in m["files"] else "no"  # noqa: E731
+    lines.append(f"  ONNX: generator {has(GENERATOR_ONNX)}, view head {has(VIEW_HEAD_ONNX)}, encoder {has(ENCODER_ONNX)}")
     lines.append("  encoder (real images): " + (f"yes, max_l1 {b.encoder.meta.get('max_l1', float('nan')):.3f}" if b.has_encoder else "no"))
     return "\n".join(lines)
 

@@ -20,15 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..directions.bundle import Bundle, BundleError
+from ..directions.bundle import ENCODER, ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
 from ..ops.linear import edit_latent
 
 Backend = Literal["torch", "onnx"]
 BACKENDS = ("torch", "onnx")
-VIEW_HEAD_FILE = "view_head.onnx"
-GENERATOR_ONNX = "generator.onnx"
-ENCODER_FILE = "encoder.safetensors"
-ENCODER_ONNX = "encoder.onnx"
 # the light semantics of the bundle (paper Sec. 4.3), edited when lighting augmentation is on
 LIGHT_SEMANTICS = ("ambient_r", "ambient_g", "ambient_b", "diffuse_r", "diffuse_g", "diffuse_b", "light_x", "light_y")
 DEFAULT_YAW_LIMIT = 90.0  # DecomposeConfig.rot_range, for decomposer files that do not store it
@@ -90,7 +86,7 @@ class BundleSpec:
     def require_encoder(self) -> dict[str, Any]:
         if self.encoder is None:
             raise BundleError(
-                f"{self.path / ENCODER_FILE}: this bundle has no encoder, so it cannot turn real images "
+                f"{self.path / ENCODER}: this bundle has no encoder, so it cannot turn real images "
                 "(it was written before the encode stage, or without it); run the 'encode' and 'export' stages "
                 "(python -m train_gan ... run.stages=[encode,export] after deleting export/DONE.json)"
             )
@@ -139,8 +135,8 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
                 calibration[name] = (float(entry.get("intercept", 0.0)), k)
     if "yaw" not in calibration:
         raise BundleError(f"{b.path / 'directions.json'}: the 'yaw' direction has no degrees calibration (units_per_sigma)")
-    if backend == "onnx" and ENCODER_FILE in listed and ENCODER_ONNX not in listed:
-        raise BundleError(f"{b.path / ENCODER_ONNX}: backend='onnx' needs it beside {ENCODER_FILE}; run `facedis-aug export {b.path}`")
+    if backend == "onnx" and ENCODER in listed and ENCODER_ONNX not in listed:
+        raise BundleError(f"{b.path / ENCODER_ONNX}: backend='onnx' needs it beside {ENCODER}; run `facedis-aug export {b.path}`")
     # the view head's own range, from the decomposer file (not the recipe, which a bundle may lack)
     dcfg = _stored_config(b.path / "decomposer.safetensors", "config")
     return BundleSpec(
@@ -155,7 +151,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         yaw_limit=float(dcfg.get("rot_range", DEFAULT_YAW_LIMIT)),
         decomposer_sha256=str(listed["decomposer.safetensors"]["sha256"]),
         files=dict(listed),
-        encoder=_encoder_facts(b.path / ENCODER_FILE) if ENCODER_FILE in listed else None,
+        encoder=_encoder_facts(b.path / ENCODER) if ENCODER in listed else None,
         yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),
     )
 
@@ -218,9 +214,9 @@ class Engine:
         if name == "onnx_view":
             from ..export.onnx import OnnxViewHead
 
-            if VIEW_HEAD_FILE not in spec.files:
-                raise BundleError(f"{spec.path / VIEW_HEAD_FILE}: backend='onnx' needs it for yaw estimation; run `facedis-aug export {spec.path}`")
-            return OnnxViewHead(spec.path / VIEW_HEAD_FILE, device=spec.device, threads=self.threads)
+            if VIEW_HEAD_ONNX not in spec.files:
+                raise BundleError(f"{spec.path / VIEW_HEAD_ONNX}: backend='onnx' needs it for yaw estimation; run `facedis-aug export {spec.path}`")
+            return OnnxViewHead(spec.path / VIEW_HEAD_ONNX, device=spec.device, threads=self.threads)
         if name == "encoder":
             spec.require_encoder()
             return self._get("bundle").encoder

@@ -84,7 +84,7 @@ def _like_base(base: Any) -> tuple[str, Callable | None, str]:
     of its first file, then its own transform, exactly as its real images; any other dataset gets its
     first item's kind: a PIL image of the same size and mode, or a tensor of the same shape and dtype
     (float tensors are taken to be in [0, 1], uint8 in [0, 255])."""
-    from torchvision.transforms.functional import resize, to_pil_image
+    from torchvision.transforms.functional import resize
 
     def pil_like(size: tuple[int, int], mode: str) -> Callable:
         def convert(x: Any) -> Any:  # x: PIL RGB image at the bundle's resolution

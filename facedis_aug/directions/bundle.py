@@ -38,9 +38,13 @@ from ..ops.linear import edit_latent
 FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-REQUIRED_FILES = ("generator.safetensors", "decomposer.safetensors", "directions.safetensors", "directions.json")
-OPTIONAL_FILES = ("generator.onnx", "view_head.onnx", "encoder.safetensors", "encoder.onnx")
+# the one table of bundle file names (the export stage, the augment engine and the CLI read it here)
+GENERATOR, DECOMPOSER = "generator.safetensors", "decomposer.safetensors"
+DIRECTIONS, DIRECTIONS_JSON = "directions.safetensors", "directions.json"
 ENCODER = "encoder.safetensors"
+GENERATOR_ONNX, VIEW_HEAD_ONNX, ENCODER_ONNX = "generator.onnx", "view_head.onnx", "encoder.onnx"
+REQUIRED_FILES = (GENERATOR, DECOMPOSER, DIRECTIONS, DIRECTIONS_JSON)
+OPTIONAL_FILES = (GENERATOR_ONNX, VIEW_HEAD_ONNX, ENCODER, ENCODER_ONNX)
 
 
 class BundleError(ValueError):
@@ -228,7 +232,7 @@ class Bundle:
     @property
     def onnx_path(self) -> Path | None:
         """Path of generator.onnx when the bundle has one (issue 6)."""
-        return self.path / "generator.onnx" if "generator.onnx" in self.manifest["files"] else None
+        return self.path / GENERATOR_ONNX if GENERATOR_ONNX in self.manifest["files"] else None
 
     @property
     def generator(self) -> Any:

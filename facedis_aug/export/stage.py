@@ -19,14 +19,11 @@ from typing import Any, Mapping
 
 import torch
 
-from ..directions.bundle import MANIFEST, Bundle, BundleError, write_bundle
+from ..directions.bundle import ENCODER_ONNX, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
 from ..ops.io import atomic_write, read_json, sha256_file, write_json
 from .config import ExportConfig
 from .onnx import export_generator, export_view_head, max_abs_difference
 
-GENERATOR_ONNX = "generator.onnx"
-VIEW_HEAD_ONNX = "view_head.onnx"
-ENCODER_ONNX = "encoder.onnx"
 
 
 def add_to_bundle(bundle_dir: str | os.PathLike, files: Mapping[str, str | os.PathLike]) -> Path:

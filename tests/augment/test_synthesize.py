@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from facedis_aug.augment.synthesize import crop_geometry, synthesize
 from facedis_aug.augment.synthetic import SyntheticPoseFaces

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from facedis_aug.data.folder import prepare_face
-from facedis_aug.data.recordio import (MAGIC, RecordError, RecordFaces, RecordWriter, pack_payload, read_record,
+from facedis_aug.data.recordio import (MAGIC, RecordFaces, RecordWriter, pack_payload, read_record,
                                        unpack_header)
 
 
