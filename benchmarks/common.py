@@ -28,6 +28,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu": _cpu_name(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     return info
 
@@ -87,6 +88,7 @@ def write_results(
         "",
         f"- command: `{meta['command']}`",
         f"- machine: {m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch threads), GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}",
+        f"- load average (1, 5, 15 min) when written: {m.get('load_avg_1_5_15')}",
         f"- date: {meta['date']}",
         "",
         table,

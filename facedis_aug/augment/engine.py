@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..directions.bundle import ENCODER, ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
-from ..ops.linear import edit_latent
+from ..ops.linear import edit_latent, s_to_value, value_to_s
 
 Backend = Literal["torch", "onnx"]
 BACKENDS = ("torch", "onnx")
@@ -64,12 +64,10 @@ class BundleSpec:
 
     def yaw_to_s(self, deg: np.ndarray | float) -> np.ndarray | float:
         """Edit scale s along v_yaw that gives `deg` degrees (the bundle's linear calibration)."""
-        c, k = self.calibration["yaw"]
-        return (np.asarray(deg, dtype=np.float64) - c) / k
+        return value_to_s(np.asarray(deg, dtype=np.float64), *self.calibration["yaw"])
 
     def s_to_yaw(self, s: np.ndarray | float) -> np.ndarray | float:
-        c, k = self.calibration["yaw"]
-        return c + k * np.asarray(s, dtype=np.float64)
+        return s_to_value(np.asarray(s, dtype=np.float64), *self.calibration["yaw"])
 
     def light_names(self) -> list[str]:
         return [n for n in LIGHT_SEMANTICS if n in self.directions]

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
-from ..ops.linear import edit_latent
+from ..ops.linear import edit_latent, s_to_value, value_to_s
 
 FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
@@ -297,12 +297,12 @@ class Bundle:
         """Edit scale s that moves a univariate semantic to `value` (its units, e.g. degrees):
         s = (value - intercept) / units_per_sigma (exact under the linear model of Eq. 2)."""
         e = self._calibration(name)
-        return (value - e["intercept"]) / e["units_per_sigma"]
+        return value_to_s(value, e["intercept"], e["units_per_sigma"])
 
     def s_to_value(self, name: str, s: float | Tensor) -> float | Tensor:
         """The semantic value (its units) that edit(w, name, s) produces under the linear model."""
         e = self._calibration(name)
-        return e["intercept"] + e["units_per_sigma"] * s
+        return s_to_value(s, e["intercept"], e["units_per_sigma"])
 
     def yaw_to_s(self, deg: float | Tensor) -> float | Tensor:
         """s for a target yaw in degrees (positive = face turned to the image's left)."""

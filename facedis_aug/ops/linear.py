@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -127,3 +129,15 @@ def edit_latent(w: Tensor, v: Tensor, s: float | Tensor, sigma: float | Tensor) 
     v = v.to(w.dtype)
     proj = w @ v  # [B]
     return w + (s_t * sigma_t - proj).unsqueeze(1) * v.unsqueeze(0)
+
+
+def value_to_s(value: Any, intercept: float, units_per_sigma: float) -> Any:
+    """The calibration of a univariate direction: the Eq. 4 scale s that puts the semantic at `value`
+    (its units, e.g. degrees), s = (value - intercept) / units_per_sigma (exact under Eq. 2's linear model).
+    Works on floats, numpy arrays and tensors alike."""
+    return (value - intercept) / units_per_sigma
+
+
+def s_to_value(s: Any, intercept: float, units_per_sigma: float) -> Any:
+    """Inverse of `value_to_s`: the semantic value an edit of scale s produces."""
+    return intercept + units_per_sigma * s

@@ -125,3 +125,14 @@ def test_edit_latent_gradcheck():
     s = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
     sigma = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(edit_latent, (w, v, s, sigma), eps=1e-6, atol=1e-6)
+
+
+def test_calibration_known_answers_on_floats_arrays_and_tensors():
+    import numpy as np
+
+    from facedis_aug.ops.linear import s_to_value, value_to_s
+
+    assert value_to_s(35.0, 5.0, 10.0) == 3.0 and s_to_value(3.0, 5.0, 10.0) == 35.0  # 5 deg + 3 sigma x 10 deg/sigma
+    np.testing.assert_allclose(value_to_s(np.array([-45.0, 45.0]), 5.0, 10.0), [-5.0, 4.0])
+    t = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(s_to_value(t, -2.0, 0.5), torch.tensor([-2.5, -1.0], dtype=torch.float64))
