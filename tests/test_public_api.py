@@ -14,3 +14,18 @@ def test_import_loads_no_heavy_modules():
     code = "import sys, facedis_aug; print(','.join(m for m in ('scipy', 'matplotlib', 'onnxruntime', 'timm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_library_pictures_leave_the_users_matplotlib_backend_alone(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import numpy as np; "
+            "from facedis_aug.directions.cluster import cluster_directions, plot_dendrogram; "
+            "_, Z = cluster_directions(np.random.default_rng(0).normal(size=(8, 5)), num_clusters=2); "
+            f"plot_dendrogram(Z, None, r'{tmp_path / 'd.png'}', num_clusters=2); "
+            "import sys; assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "d.png").stat().st_size > 1000

@@ -332,17 +332,15 @@ class PoseRebalanced(Dataset):
 
     def save_histogram_png(self, path: str | os.PathLike) -> Path:
         """Bar chart of the yaw histogram before and after, with the target share, as a PNG."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: the user's backend and figures stay untouched
 
         from ..ops.io import atomic_write
 
         before, after = self.histogram_before(), self.histogram_after()
         centres = (self.edges[:-1] + self.edges[1:]) / 2
         width = np.diff(self.edges)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+        fig = Figure(figsize=(10, 3.6))
+        axes = fig.subplots(1, 2, sharey=True)
         for ax, h, title in ((axes[0], before, f"real only ({sum(before['counts'])})"), (axes[1], after, f"real + synthetic ({sum(after['counts'])})")):
             ax.bar(centres, h["fractions"], width=width * 0.9, color="#4C72B0" if h is before else "#55A868")
             ax.step(self.edges, np.r_[self.target, self.target[-1]], where="post", color="k", lw=1, label="target")
@@ -354,7 +352,6 @@ class PoseRebalanced(Dataset):
         path = Path(path)
         with atomic_write(path, "wb") as f:
             fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
         return path
 
     # ------------------------------------------------------------------ Dataset

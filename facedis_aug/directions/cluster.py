@@ -111,10 +111,8 @@ def plot_dendrogram(
     leaf_images[i] belongs to original leaf i (the column order given to `cluster_directions`);
     num_clusters colours the branches below the cut that gives that many clusters.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # set here, not at import, so importing the package never touches backends
-    import matplotlib.pyplot as plt
+    # a Figure object without pyplot: the user's matplotlib backend and pyplot state stay untouched
+    from matplotlib.figure import Figure
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     from ..ops.io import atomic_write
@@ -126,7 +124,8 @@ def plot_dendrogram(
     if labels is not None and len(labels) != n:
         raise ValueError(f"plot_dendrogram: {len(labels)} labels for {n} leaves")
     fig_w = max(6.0, 0.5 * n + 2.0)
-    fig, ax = plt.subplots(figsize=(fig_w, 5.5))
+    fig = Figure(figsize=(fig_w, 5.5))
+    ax = fig.subplots()
     if n >= 2:
         thr = None
         if num_clusters is not None and 1 < num_clusters <= n:
@@ -162,7 +161,6 @@ def plot_dendrogram(
         ax.tick_params(axis="x", pad=img_h_pt + 6)  # leaf labels go below the pictures
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def region_shares(u_p, face_mask, around_mask) -> dict[str, float]:
