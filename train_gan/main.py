@@ -9,13 +9,18 @@ from typing import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from facedis_aug.recipe import STAGES  # a light module: no torch
+
     p = argparse.ArgumentParser(
         prog="python -m train_gan",
-        description="Train the facedis-aug pipeline (gan -> decompose -> directions -> export) from unlabelled faces.",
-        epilog="Overrides look like section.key=value, e.g. gan.kimg=2 run.stages=[gan].",
+        description=f"Train the facedis-aug pipeline ({' -> '.join(STAGES)}) from unlabelled faces into a run "
+                    "folder; re-running resumes it.",
+        epilog="Overrides look like section.key=value (before or after the flags), e.g. gan.kimg=2 "
+               f"run.stages=[gan]. Stages: {', '.join(STAGES)}; the bundle is written by export.",
     )
     p.add_argument("--recipe", required=True, help="recipe YAML, e.g. recipes/tiny.yaml")
-    p.add_argument("--data", default=None, help="image folder or .zip (default: the built-in synthetic faces)")
+    p.add_argument("--data", default=None,
+                   help="image folder, .zip or insightface .rec (default: the built-in synthetic faces)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<recipe file name>)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
     return p
