@@ -141,6 +141,9 @@ def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[
         "yaw_slope": _slope(yaw, ty),
         "yaw_r_60": _pearson(yaw[within], ty[within]) if yaw[within].std() > 0 else 0.0,
         "yaw_slope_60": _slope(yaw[within], ty[within]),
+        # the response is compressive when the slope falls as the band widens
+        "yaw_slope_30": _slope(yaw[ty.abs() <= 30.0], ty[ty.abs() <= 30.0]),
+        "yaw_slope_15": _slope(yaw[ty.abs() <= 15.0], ty[ty.abs() <= 15.0]),
         "pitch_r": _pearson(pitch, tp) if pitch.std() > 0 else 0.0,
         "side": side,
         "mad": mad,
