@@ -59,7 +59,8 @@ ARMS: dict[str, dict[str, Any]] = {
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
-           "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "SIDE", "MAD deg", "PSNR dB"]
+           "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
+           "PSNR dB"]
 METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch MAE": "pitch_mae", "yaw r": "yaw_r",
            "yaw slope": "yaw_slope", "r |yaw|<=60": "yaw_r_60", "slope |yaw|<=60": "yaw_slope_60",
            "slope |yaw|<=30": "yaw_slope_30", "slope |yaw|<=15": "yaw_slope_15", "SIDE": "side",
