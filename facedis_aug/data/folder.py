@@ -139,7 +139,40 @@ def pil_to_tensor01(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous().float().div_(255.0)
 
 
-class ImageFolderFaces(Dataset):
+class ReplacingFaces(Dataset):
+    """`(image, target)` items that never fail mid-epoch: an item that does not decode is recorded by
+    `_record_failure` and replaced by the next loadable one (index + 1, + 2, ... modulo len).
+
+    Subclasses give `load_rgb(j)` (RGB PIL at stored geometry, raising when broken), `_record_failure(j, e)`
+    (adding j to `_failed`), `targets`, and the attributes preprocess, resolution, output, transform,
+    target_transform and `_failed` (a set)."""
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        n = len(self.targets)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        index %= n
+        for k in range(n):
+            j = (index + k) % n
+            if j in self._failed:
+                continue
+            try:
+                im = self.load_rgb(j)
+            except Exception as e:  # decoding only: transforms below are not guarded
+                self._record_failure(j, e)
+                continue
+            im = prepare_face(im, self.preprocess, self.resolution)
+            image: Any = pil_to_tensor01(im) if self.output == "tensor" else im
+            target: Any = self.targets[j]
+            if self.transform is not None:
+                image = self.transform(image)
+            if self.target_transform is not None:
+                target = self.target_transform(target)
+            return image, target
+        raise RuntimeError(f"none of the {n} images of {self!r} could be decoded; last: {self.skipped[-1]}")
+
+
+class ImageFolderFaces(ReplacingFaces):
     """Face images under `root` (a folder, searched recursively, or a .zip), as [3, R, R] in [0, 1].
 
     Args:
@@ -321,35 +354,8 @@ class ImageFolderFaces(Dataset):
             im = ImageOps.exif_transpose(im)
             return to_rgb(im).copy()
 
-    def _prepare(self, im: Image.Image) -> Image.Image:
-        return prepare_face(im, self.preprocess, self.resolution)
-
     def __len__(self) -> int:
         return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        n = len(self.samples)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
-        index %= n
-        for k in range(n):
-            j = (index + k) % n
-            if j in self._failed:
-                continue
-            try:
-                im = self.load_rgb(j)
-            except Exception as e:  # decoding only: transforms below are not guarded
-                self._record_failure(j, e)
-                continue
-            im = self._prepare(im)
-            image: Any = pil_to_tensor01(im) if self.output == "tensor" else im
-            target: Any = self.samples[j].target
-            if self.transform is not None:
-                image = self.transform(image)
-            if self.target_transform is not None:
-                target = self.target_transform(target)
-            return image, target
-        raise RuntimeError(f"none of the {n} images in {self.root} could be decoded; first: {self.skipped[-1]}")
 
     def _record_failure(self, j: int, e: BaseException) -> None:
         s = self.samples[j]

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Literal, Optional, Sequence
 
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
 
-from .folder import OUTPUT_CHOICES, PREPROCESS_CHOICES, pil_to_tensor01, prepare_face, sniff_format, to_rgb
+from .folder import OUTPUT_CHOICES, PREPROCESS_CHOICES, ReplacingFaces, sniff_format, to_rgb
 
 MAGIC = 0xCED7230A
 _HEAD = struct.Struct("<II")
@@ -177,7 +176,7 @@ def scan_offsets(path: Path) -> dict[int, int]:
     return out
 
 
-class RecordFaces(Dataset):
+class RecordFaces(ReplacingFaces):
     """Face images of an insightface/MXNet `.rec` (with its `.idx`) as `(image, label)`.
 
     Args as `ImageFolderFaces`: resolution, preprocess ("none" | "casia" | "ffhq"), output ("tensor":
@@ -306,31 +305,10 @@ class RecordFaces(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        n = len(self.keys)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} records")
-        index %= n
-        for k in range(n):
-            j = (index + k) % n
-            if j in self._failed:
-                continue
-            try:
-                im = self.load_rgb(j)
-            except RecordError as e:
-                self._failed.add(j)
-                self.skipped.append((f"{self.path}#{self.keys[j]}", str(e).split(": ", 1)[-1]))
-                warnings.warn(f"RecordFaces: skipping {e}; using the next record instead", RuntimeWarning)
-                continue
-            im = prepare_face(im, self.preprocess, self.resolution)
-            image: Any = pil_to_tensor01(im) if self.output == "tensor" else im
-            target: Any = self.targets[j]
-            if self.transform is not None:
-                image = self.transform(image)
-            if self.target_transform is not None:
-                target = self.target_transform(target)
-            return image, target
-        raise RuntimeError(f"none of the {n} records in {self.path} could be decoded; last: {self.skipped[-1]}")
+    def _record_failure(self, j: int, e: BaseException) -> None:
+        self._failed.add(j)
+        self.skipped.append((f"{self.path}#{self.keys[j]}", str(e).split(": ", 1)[-1]))
+        warnings.warn(f"RecordFaces: skipping {e}; using the next record instead", RuntimeWarning)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

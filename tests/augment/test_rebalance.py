@@ -19,17 +19,21 @@ def bundle(tmp_path_factory):
     return make_tiny_bundle(tmp_path_factory.mktemp("b") / "bundle", onnx=True)
 
 
+def _png_folder(root, classes: int, per_class: int, size: int, seed: int, prefix: str):
+    """classes x per_class PNG images of `size` px (smooth random colour fields) under root/<prefix><c>/."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"{prefix}{c}").mkdir()
+        for i in range(per_class):
+            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((size, size), Image.BILINEAR).save(root / f"{prefix}{c}" / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """3 classes x 6 PNG images of 32 px (smooth random colour fields)."""
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        (root / f"person{c}").mkdir()
-        for i in range(6):
-            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((32, 32), Image.BILINEAR).save(root / f"person{c}" / f"{i}.png")
-    return root
+    """3 classes x 6 PNG images of 32 px."""
+    return _png_folder(tmp_path_factory.mktemp("faces"), 3, 6, 32, seed=0, prefix="person")
 
 
 def _real(folder):
@@ -120,14 +124,7 @@ def test_recognizer_trains_on_rebalanced_folder(bundle, folder):
 @pytest.fixture(scope="module")
 def folder48(tmp_path_factory):
     """2 classes x 3 PNG images of 48 px: not the bundle's 32 px."""
-    root = tmp_path_factory.mktemp("faces48")
-    rng = np.random.default_rng(1)
-    for c in range(2):
-        (root / f"p{c}").mkdir()
-        for i in range(3):
-            small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((48, 48), Image.BILINEAR).save(root / f"p{c}" / f"{i}.png")
-    return root
+    return _png_folder(tmp_path_factory.mktemp("faces48"), 2, 3, 48, seed=1, prefix="p")
 
 
 def test_drop_in_over_an_image_folder_batches_with_a_default_dataloader(bundle, folder48):
