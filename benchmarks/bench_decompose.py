@@ -42,13 +42,14 @@ from benchmarks.common import RESULTS, write_results  # noqa: E402
 from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate  # noqa: E402
 from facedis_aug.data.stream import make_source, training_batches  # noqa: E402
 from facedis_aug.decompose import load_decomposer, train_decomposer  # noqa: E402
+from facedis_aug.decompose.harness import HARNESS_GEOMETRY  # noqa: E402
 from facedis_aug.decompose.sources import generator_sampler, stream_sampler  # noqa: E402
 from facedis_aug.ops.dataconf import to_dict  # noqa: E402
 from facedis_aug.ops.io import read_json, write_json  # noqa: E402
 from facedis_aug.recipe import load_recipe  # noqa: E402
 
 ARMS: dict[str, dict[str, Any]] = {
-    "harness": {"data": "harness", "mutual": False, "yaw_aug": False},
+    "harness": {"data": "harness", "mutual": False, "yaw_aug": False, "cfg": HARNESS_GEOMETRY},
     "world-plain-single-mesh": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"layers": False}},
     "world-plain": {"data": "world", "mutual": False, "yaw_aug": False},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},

@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
-from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss  # noqa: E402
+from facedis_aug.decompose import DecomposeConfig, Decomposer, decomposition_loss  # noqa: E402
+from facedis_aug.decompose.model import renderer_for  # noqa: E402
 
 from facedis_aug.recipe import load_recipe  # noqa: E402
 
@@ -49,7 +50,7 @@ def _time(fn, steps: int, device: str) -> tuple[float, float]:
 def measure(name: str, cfg: DecomposeConfig, steps: int, device: str) -> dict:
     torch.manual_seed(0)
     model = Decomposer(cfg).to(device)
-    renderer = Renderer(cfg.image_size, cfg.fov).to(device)
+    renderer = renderer_for(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     x = torch.rand(cfg.batch, 3, cfg.image_size, cfg.image_size, device=device) * 2 - 1
 

@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_results  # noqa: E402
 from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss  # noqa: E402
-from facedis_aug.decompose.harness import ViewHarness, view_scores  # noqa: E402
+from facedis_aug.decompose.harness import HARNESS_GEOMETRY, ViewHarness, view_scores  # noqa: E402
 
 TINY = dict(image_size=32, channels=16, bottleneck=64, head_channels=32, conf_channels=8, conf_bottleneck=32,
-            batch=16, lr=5e-4, perceptual_weight=0.0, mutual=False, yaw_aug=False, confidence="fixed")
+            batch=16, lr=5e-4, perceptual_weight=0.0, mutual=False, yaw_aug=False, confidence="fixed",
+            **HARNESS_GEOMETRY)
 ARMS = {
     "canonical light, relief 0.02": dict(light_frame="canonical"),
     "canonical light, TRUE light (oracle)": dict(light_frame="canonical", oracle_light=True),

@@ -27,6 +27,7 @@ from facedis_aug.data.synthetic import SyntheticFaces
 from facedis_aug.data import world_geometry as WG
 from facedis_aug.decompose import Decomposer, Renderer
 from facedis_aug.decompose.harness import view_scores
+from facedis_aug.decompose.model import renderer_for
 from facedis_aug.ops import save_image_grid
 
 WORLD_FOV = math.degrees(2 * math.atan(WG.TAN_HALF_FOV))
@@ -98,7 +99,7 @@ def evaluate(model: Decomposer, ev: dict[str, Tensor], batch: int = 128) -> dict
     """The metrics of the module doc for `model` (eval mode) on `ev` from `eval_set`."""
     model.eval()
     cfg = model.cfg
-    r = Renderer(cfg.image_size, cfg.fov)
+    r = renderer_for(cfg)
     yaw, pitch, vdepth, covered, psnr = [], [], [], [], []
     for i in range(0, ev["x"].shape[0], batch):
         d = model(ev["x"][i:i + batch])
@@ -159,7 +160,7 @@ def decomposition_picture(model: Decomposer, ev: dict[str, Tensor], path: str | 
     face rotated to -60, -30, 0, +30, +60 (layered: over its still background)."""
     model.eval()
     cfg = model.cfg
-    r = Renderer(cfg.image_size, cfg.fov)
+    r = renderer_for(cfg)
     order = torch.argsort(ev["yaw"])
     pick = order[torch.linspace(0, len(order) - 1, n).round().long()]
     x = ev["x"][pick]

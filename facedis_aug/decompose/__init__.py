@@ -2,7 +2,7 @@
 mutual reconstruction (paper Sec. 3.2) and yaw augmentation (Sec. 3.4)."""
 from .config import DecomposeConfig
 from .losses import PerceptualLoss, decomposition_loss, photometric_l1
-from .model import Decomposer, Decomposition, load_decomposer, save_decomposer
+from .model import Decomposer, Decomposition, load_decomposer, renderer_for, save_decomposer
 from .renderer import Rendered, Renderer, rotation_matrix
 from .train import YawAugmentation, train_decomposer
 
@@ -17,6 +17,7 @@ __all__ = [
     "decomposition_loss",
     "load_decomposer",
     "photometric_l1",
+    "renderer_for",
     "rotation_matrix",
     "save_decomposer",
     "train_decomposer",

@@ -32,12 +32,15 @@ class DecomposeConfig:
     # 0.88 at 300 steps, 1.46 at 800, the loss rising), 0.01 is stable (0.72 / 0.82 / 0.88 at 300 / 500 /
     # 800 steps, r 0.998): the harness test runs at 0.01.
     depth_residual: float = 0.02
-    # layered: depth of the face's outline; the view rotates about depth 1. A head turns about a point
-    # behind its face, so the face must sit in front of it: with the outline at 1.0 (and the nose 0.05
-    # in front) the turned face barely moved, and the loss's gradient w.r.t. yaw pointed away from the
-    # true yaw (corr -0.08 on the harness, with the true albedo and opacity). The synthetic world's
-    # heads (human proportions) have the outline 0.03 and the nose 0.085 in front of the centre.
-    face_depth: float = 0.97
+    # layered: depth of the face layer's outline; the view rotates about depth 1. The face layer covers
+    # the head, hair included (the world's heads, photos), and a head turns about its own centre, so
+    # its outline stays near the pivot while the face in front of it moves. With the outline at 0.97
+    # (relief 0.05) the whole silhouette slid sideways under a turn, which the world's still head
+    # outline contradicts: given the world's own albedo, the layered loss was lowest at yaw 0-5 for
+    # world faces at true yaw 10-45; at 1.0 (relief 0.066) at 10 / 15 / 25 for 10 / 20 / 30
+    # (benchmarks/results/yaw_landscape.md). World images, 3000 steps: yaw r 0.885 / slope 0.225 vs
+    # 0.851 / 0.167 at 0.97 / 0.05. The harness's skin-only faces keep 0.97 (harness.HARNESS_GEOMETRY).
+    face_depth: float = 1.0
     # layered: the face opacity is sigmoid(alpha_prior_logit * (1 - rho) + alpha_residual * tanh(raw)),
     # rho the ellipse radius of shape_prior_axes: opaque in the middle whatever the net says, free near
     # the ellipse, transparent far from it, so the background layer cannot take the face over.
@@ -55,6 +58,18 @@ class DecomposeConfig:
     # ran to 90 degrees); this ring gave 0.29 (r 0.96) (harness, 32 px, 300 steps, fixed sigma). For
     # scale: on a flat grey background the learned net reached 0.54 in 400 steps.
     background_ring: float = 1.3
+
+    # layered: the face layer's canonical map. "depth": a frontal depth map (unsup3d), which draws only
+    # what a frontal view sees, so the side of a turned head is squeezed into the pixels at the
+    # silhouette: given the world's own depth and albedo, the layered loss for world faces at true yaw
+    # 45 / 60 / 75 / 90 was lowest at 35-40 / 20-35 / 0-15 / 0 (benchmarks/results/yaw_landscape.md,
+    # flat and world light). "head": a radius over longitude and latitude about the rotation centre
+    # (Renderer's module doc), on an ellipsoid of semi-axes shape_prior_axes (image) and shape_prior
+    # (depth), +- depth_residual; its sides have map pixels of their own (ours).
+    surface: Literal["depth", "head"] = "depth"
+    # head: the map's (longitude, latitude) half-ranges in degrees; beyond 90 of longitude it covers some
+    # of the back of the head (seen at profiles), opaque only where the opacity net makes it so (ours)
+    surface_range: tuple[float, float] = (120.0, 90.0)
 
     # --- camera and geometry ---
     # where the light is fixed: "camera" (photos and the synthetic world: the head turns under a still
@@ -74,12 +89,14 @@ class DecomposeConfig:
     # reversed (harness: slope -0.11, r -0.92 after 600 steps; range 0: +0.15, r +0.92 after 300). Aligned crops barely move: the
     # synthetic world's heads move by 0.06 half-widths = 0.005 (ours).
     xy_translation_range: float = 0.01
-    # convex start for the depth (ours; unsup3d has none): an ellipsoid of this relief (world units)
-    # and these semi-axes (fractions of the half image) is added to the depth net's raw output, which
-    # learns the residual. It breaks the hollow-face ambiguity (a concave face turned by -yaw looks
+    # convex start for the depth (ours; unsup3d has none): an ellipsoid cap of this relief (world units)
+    # and these semi-axes (fractions of the half image). Single mesh: added to the depth net's raw output,
+    # which learns the residual. It breaks the hollow-face ambiguity (a concave face turned by -yaw looks
     # like a convex one turned by +yaw: without it the tiny runs learned yaw with the wrong sign) and
-    # gives yaw a first-order effect on the image from the first step. 0 turns it off.
-    shape_prior: float = 0.05
+    # gives yaw a first-order effect on the image from the first step. 0 turns it off. Layered: 0.066 is
+    # the world head's depth semi-axis (0.84-0.94 head units, 0.073 renderer units each at depth 1);
+    # world images, 3000 steps: slope 0.225 at 0.066, 0.195 at 0.08.
+    shape_prior: float = 0.066
     shape_prior_axes: tuple[float, float] = (0.6, 0.8)  # (horizontal, vertical) semi-axes
 
     # --- network widths (unsup3d's at the defaults; narrow them for CPU recipes) ---
@@ -161,6 +178,12 @@ class DecomposeConfig:
                                  f"got depth_residual {self.depth_residual}, shape_prior {self.shape_prior}")
             if not 1.0 <= self.background_ring:
                 raise ValueError(f"background_ring must be >= 1 (outside the face ellipse), got {self.background_ring}")
+        if self.surface not in ("depth", "head"):
+            raise ValueError(f"surface must be 'depth' or 'head', got {self.surface!r}")
+        if self.surface == "head" and not self.layers:
+            raise ValueError("surface 'head' needs layers: true (the single mesh is a frontal depth map)")
+        if len(self.surface_range) != 2 or not all(0.0 < a <= 180.0 for a in self.surface_range):
+            raise ValueError(f"surface_range must be (lon, lat) half-ranges in (0, 180] degrees, got {self.surface_range}")
         if self.layers and not 0.5 < self.face_depth - self.shape_prior - self.depth_residual < self.face_depth <= 1.5:
             raise ValueError(f"face_depth must be in (0.5 + shape_prior + depth_residual, 1.5], got {self.face_depth}")
         if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..ops import load_safetensors, save_safetensors
 from ..ops.dataconf import from_dict, to_dict
 from .config import DecomposeConfig
+from .renderer import Renderer
 
 FORMAT = "facedis-aug decomposer v1"  # the config in the metadata says which image model
 
@@ -150,12 +151,18 @@ def smooth_fill(images: Tensor, known: Tensor) -> Tensor:
     return out + (1 - filled) * mean
 
 
+def renderer_for(cfg: DecomposeConfig) -> Renderer:
+    """The renderer of a decomposer's image model (its image size, field of view and face surface)."""
+    return Renderer(cfg.image_size, cfg.fov, surface=cfg.surface, surface_range=cfg.surface_range)
+
+
 @dataclass
 class Decomposition:
     view: Tensor  # [B, 6]: pitch, yaw, roll in degrees, then tx, ty, tz in world units (tz = 0)
     light: Tensor  # [B, 8]: ambient RGB, diffuse RGB in [0, 1], light direction dx, dy in [-1, 1]
     albedo: Tensor  # [B, 3, S, S] canonical albedo in [-1, 1]
-    depth: Tensor  # [B, S, S] canonical depth (layered: the face layer's; single mesh: in [min_depth, max_depth], border clamped)
+    depth: Tensor  # [B, S, S] canonical depth (layered: the face layer's; single mesh: in [min_depth, max_depth], border
+    #                clamped; surface 'head': the radius over longitude and latitude, see the Renderer)
     conf: Tensor  # [B, 2, S, S] sigma of the L1 loss (direct, flipped), >= cfg.conf_floor
     conf_perc: Tensor  # [B, 2, S/4, S/4] sigma of the perceptual loss (direct, flipped), >= cfg.conf_floor
     alpha: Optional[Tensor] = None  # [B, S, S] canonical face opacity in [0, 1] (layered model only)
@@ -187,11 +194,17 @@ class Decomposer(nn.Module):
         self.register_buffer("depth_border", border, persistent=False)
         self.register_buffer("depth_prior", self._prior_raw(cfg), persistent=False)
         self.register_buffer("face_cap", self._cap(cfg), persistent=False)
+        self.register_buffer("head_radius", self._head_radius(cfg), persistent=False)
         v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         ax, ay = cfg.shape_prior_axes
-        rho = torch.sqrt((u / ax) ** 2 + (v / ay) ** 2)  # 1 on the prior ellipse
-        self.register_buffer("alpha_prior", cfg.alpha_prior_logit * (1 - rho), persistent=False)
+        rho = torch.sqrt((u / ax) ** 2 + (v / ay) ** 2)  # 1 on the prior ellipse (image frame)
         self.register_buffer("background_ring", (rho > cfg.background_ring).float(), persistent=False)
+        if cfg.surface == "head":
+            # on the head map, 1 at 90 degrees of longitude or latitude from the front: the prior ellipse's
+            # outline in a frontal view, so both surfaces start with the same silhouette
+            lon_r, lat_r = cfg.surface_range
+            rho = torch.sqrt((u * lon_r / 90.0) ** 2 + (v * lat_r / 90.0) ** 2)
+        self.register_buffer("alpha_prior", cfg.alpha_prior_logit * (1 - rho), persistent=False)
         if cfg.zero_init_heads:
             for head in (self.net_view, self.net_light):
                 nn.init.zeros_(head.net[-2].weight)  # the last 1x1 conv, before the tanh
@@ -204,6 +217,17 @@ class Decomposer(nn.Module):
         v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         ax, ay = cfg.shape_prior_axes
         return torch.sqrt((1 - (u / ax) ** 2 - (v / ay) ** 2).clamp(min=0))
+
+    @staticmethod
+    def _head_radius(cfg: DecomposeConfig) -> Tensor:
+        """[S, S] head surface: the radius, along each map pixel's direction, of the ellipsoid with semi-axes
+        shape_prior_axes x tan(fov / 2) (across, up; the prior ellipse in the image) and shape_prior (depth)."""
+        if cfg.surface != "head":
+            return torch.zeros(cfg.image_size, cfg.image_size)
+        half = math.tan(math.radians(cfg.fov) / 2)
+        axes = torch.tensor([cfg.shape_prior_axes[0] * half, cfg.shape_prior_axes[1] * half, cfg.shape_prior])
+        d = renderer_for(cfg).head_directions(cfg.image_size, cfg.image_size, axes)
+        return 1.0 / (d / axes).norm(dim=-1)
 
     @classmethod
     def _prior_raw(cls, cfg: DecomposeConfig) -> Tensor:
@@ -228,8 +252,10 @@ class Decomposer(nn.Module):
         """[B, S, S] network output -> canonical depth.
 
         Layered: face_depth - shape_prior * cap + depth_residual * tanh(raw), a convex face the net cannot
-        turn hollow. Single mesh (unsup3d): mean-centred, tanh into [min_depth, max_depth], border clamped."""
+        turn hollow. Head surface: the prior ellipsoid's radius + depth_residual * tanh(raw). Single mesh (unsup3d): mean-centred, tanh into [min_depth, max_depth], border clamped."""
         cfg = self.cfg
+        if cfg.surface == "head":
+            return self.head_radius + cfg.depth_residual * torch.tanh(raw)
         if cfg.layers:
             return cfg.face_depth - cfg.shape_prior * self.face_cap + cfg.depth_residual * torch.tanh(raw)
         raw = raw + self.depth_prior

@@ -8,6 +8,14 @@ z forward (depth). Pixel (row i, column j) has coordinates u = j, v = i, and a c
 D[i, j] is the grid mesh whose vertex (i, j) is D[i, j] * K^-1 [j, i, 1] (the canonical view is the
 frontal one). `grid_sample` is used with align_corners=True so that vertex and pixel centres agree.
 
+Surfaces. `surface="depth"` (above, unsup3d) can draw only what a frontal view sees: the side of a
+turned head is squeezed into the few pixels at the silhouette. `surface="head"` reads the canonical map
+as a radius over longitude and latitude about the rotation centre c = (0, 0, rot_center_depth): column
+j has longitude lon = (2 j / (W - 1) - 1) * lon_range, row i latitude lat = (1 - 2 i / (H - 1)) * lat_range
+(top row up), and vertex (i, j) is c + r[i, j] * (sin lon cos lat, -sin lat, -cos lon cos lat), so that
+lon 0 faces the camera and the sides of the head have map pixels of their own. A yaw of a sphere is then
+a shift in longitude (the renderer's known-answer test).
+
 View parameters `view` [B, 6] = (pitch, yaw, roll) in degrees, then (tx, ty, tz) in world units. The
 rigid transform rotates about the point (0, 0, rot_center_depth) and then translates:
     p_view = R (p_canon - c) + c + t,   R = R_roll @ R_yaw @ R_pitch.
@@ -68,13 +76,20 @@ class Rendered:
 class Renderer(nn.Module):
     """Renders canonical (image, depth) into a view. No parameters; `image_size` fixes K."""
 
-    def __init__(self, image_size: int, fov: float = 10.0, rot_center_depth: float = 1.0):
+    def __init__(self, image_size: int, fov: float = 10.0, rot_center_depth: float = 1.0, surface: str = "depth",
+                 surface_range: tuple[float, float] = (90.0, 90.0)):
         super().__init__()
         if image_size < 2:
             raise ValueError(f"image_size must be >= 2, got {image_size}")
+        if surface not in ("depth", "head"):
+            raise ValueError(f"surface must be 'depth' or 'head', got {surface!r}")
+        if len(surface_range) != 2 or not all(0.0 < a <= 180.0 for a in surface_range):
+            raise ValueError(f"surface_range must be (lon, lat) half-ranges in (0, 180] degrees, got {surface_range}")
         self.image_size = int(image_size)
         self.fov = float(fov)
         self.rot_center_depth = float(rot_center_depth)
+        self.surface = surface
+        self.surface_range = (float(surface_range[0]), float(surface_range[1]))
         # focal length in pixels and principal point, unsup3d's K (pixel centres at integers)
         self.focal = (image_size - 1) / 2.0 / math.tan(math.radians(fov) / 2.0)
         self.center = (image_size - 1) / 2.0
@@ -87,9 +102,24 @@ class Renderer(nn.Module):
         return torch.stack([(u - self.center) / self.focal, (v - self.center) / self.focal, torch.ones_like(u)], -1)
 
     def depth_to_points(self, depth: Tensor) -> Tensor:
-        """depth [B, H, W] -> camera-space points [B, H, W, 3]."""
+        """Canonical map [B, H, W] (depth, or radius for surface 'head') -> camera-space points [B, H, W, 3]."""
         self._check_depth(depth)
+        if self.surface == "head":
+            c = torch.tensor([0.0, 0.0, self.rot_center_depth], dtype=depth.dtype, device=depth.device)
+            return c + self.head_directions(depth.shape[1], depth.shape[2], depth)[None] * depth[..., None]
         return self._pixel_rays(depth.shape[1], depth.shape[2], depth)[None] * depth[..., None]
+
+    def head_angles(self, h: int, w: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(longitude, latitude) [H, W] in radians of the head surface's map pixels (see the module doc)."""
+        lon_r, lat_r = (math.radians(a) for a in self.surface_range)
+        lat, lon = torch.meshgrid(torch.linspace(lat_r, -lat_r, h, dtype=like.dtype, device=like.device),
+                                  torch.linspace(-lon_r, lon_r, w, dtype=like.dtype, device=like.device), indexing="ij")
+        return lon, lat
+
+    def head_directions(self, h: int, w: int, like: Tensor) -> Tensor:
+        """Unit directions [H, W, 3] from the rotation centre to the head surface's map pixels."""
+        lon, lat = self.head_angles(h, w, like)
+        return torch.stack([lon.sin() * lat.cos(), -lat.sin(), -lon.cos() * lat.cos()], -1)
 
     def transform(self, points: Tensor, view: Tensor) -> Tensor:
         """Canonical points [B, ..., 3] -> view points, p' = R (p - c) + c + t."""
@@ -247,6 +277,13 @@ class Renderer(nn.Module):
         b, h, w = view_depth.shape
         pts = self._pixel_rays(h, w, view_depth)[None] * view_depth[..., None]
         canon = self.inverse_transform(pts, view)
+        if self.surface == "head":
+            # the map pixel on the ray from the centre through the point: its longitude and latitude
+            d = canon - torch.tensor([0.0, 0.0, self.rot_center_depth], dtype=canon.dtype, device=canon.device)
+            lon = torch.atan2(d[..., 0], -d[..., 2])
+            lat = torch.atan2(-d[..., 1], torch.sqrt(d[..., 0] ** 2 + d[..., 2] ** 2 + 1e-12))
+            lon_r, lat_r = (math.radians(a) for a in self.surface_range)
+            return torch.stack([lon / lon_r, -lat / lat_r], -1)
         # guard the division; only reachable for rotations beyond the configured ranges
         z = canon[..., 2:3].clamp(min=1e-4)
         uv = canon[..., :2] / z * self.focal + self.center
@@ -274,7 +311,8 @@ class Renderer(nn.Module):
 
     # ----------------------------------------------------------------- shading
     def normals(self, depth: Tensor) -> Tensor:
-        """Unit surface normals [B, 3, H, W] of the canonical depth, pointing towards the camera (n_z < 0).
+        """Unit surface normals [B, 3, H, W] of the canonical depth (or head radius), pointing towards the
+        camera (n_z < 0) at the front.
 
         Central differences of the 3D grid points; the one-pixel border copies its neighbour."""
         self._check_depth(depth)

@@ -27,7 +27,7 @@ from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_imag
 from ..ops.dataconf import to_dict
 from .config import DecomposeConfig
 from .losses import PerceptualLoss, StepOutput, decomposition_loss
-from .model import Decomposer, save_decomposer
+from .model import Decomposer, renderer_for, save_decomposer
 from .renderer import Renderer
 from .sources import Sampler, resize_to
 
@@ -171,7 +171,7 @@ def train_decomposer(
     final, ckpt = run_dir / "decomposer.safetensors", run_dir / "checkpoint.safetensors"
     torch.manual_seed(seed)
     model = Decomposer(cfg).to(device)
-    renderer = Renderer(cfg.image_size, cfg.fov).to(device)
+    renderer = renderer_for(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     perceptual = PerceptualLoss(cfg.vgg_weights).to(device) if cfg.perceptual_weight > 0 else None
     aug: Optional[YawAugmentation] = None

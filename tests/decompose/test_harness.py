@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss
-from facedis_aug.decompose.harness import ViewHarness, view_scores
+from facedis_aug.decompose.harness import HARNESS_GEOMETRY, ViewHarness, view_scores
 
-# the tiny recipe's widths and batch; the harness's faces need no mutual reconstruction
+# the tiny recipe's widths and batch, the harness faces' own geometry; they need no mutual reconstruction
 # depth_residual 0.01: on these renderer-made faces the default 0.02 lets the face flatten and the yaw
 # overshoot after ~400 steps (slope 1.46 by 800; see DecomposeConfig.depth_residual)
 TINY = dict(image_size=32, channels=16, bottleneck=64, head_channels=32, conf_channels=8, conf_bottleneck=32,
-            batch=16, lr=5e-4, perceptual_weight=0.0, mutual=False, yaw_aug=False, depth_residual=0.01)
+            batch=16, lr=5e-4, perceptual_weight=0.0, mutual=False, yaw_aug=False, depth_residual=0.01,
+            **HARNESS_GEOMETRY)
 
 
 def _train(steps: int, background: float, **kw) -> dict[str, float]:

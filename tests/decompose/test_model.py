@@ -220,3 +220,38 @@ def test_confidence_floor_and_fixed_confidence():
     fixed = Decomposer(_tiny(confidence="fixed"))
     d = fixed(x)
     assert (d.conf == 1).all() and (fixed.mutual_confidence(x, x.flip(0))[0] == 1).all()
+
+
+def test_head_surface_starts_as_the_prior_ellipsoid_with_the_prior_silhouette(tmp_path):
+    import math
+
+    from facedis_aug.decompose import renderer_for
+
+    cfg = _tiny(32, surface="head", surface_range=(120.0, 90.0), shape_prior_axes=(0.75, 0.95), shape_prior=0.066)
+    model = Decomposer(cfg)
+    r = renderer_for(cfg)
+    assert r.surface == "head" and r.surface_range == (120.0, 90.0)
+    radius = model.depth_from_raw(torch.zeros(1, 32, 32))[0]
+    half = math.tan(math.radians(cfg.fov) / 2)
+    lon, lat = r.head_angles(32, 32, radius)
+    # the ellipsoid's semi-axes along the map: depth at the front, width at 90 degrees of longitude
+    front = (lon.abs() < math.radians(5)) & (lat.abs() < math.radians(5))
+    side = ((lon.abs() - math.pi / 2).abs() < math.radians(5)) & (lat.abs() < math.radians(5))
+    assert torch.allclose(radius[front], torch.full_like(radius[front], 0.066), atol=2e-3)
+    assert torch.allclose(radius[side], torch.full_like(radius[side], 0.75 * half), atol=2e-3)
+    # the residual is bounded, so the head cannot go hollow
+    big = model.depth_from_raw(torch.full((1, 32, 32), -50.0))[0]
+    assert (big >= radius - cfg.depth_residual - 1e-6).all() and (big > 0).all()
+    # rendered frontally at the initial opacity, the head covers the prior ellipse of the image
+    alpha = model.alpha_from_raw(torch.zeros(1, 32, 32))
+    out = r.render_layer(torch.zeros(1, 3, 32, 32), radius[None], alpha, torch.zeros(1, 6))
+    v, u = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    rho = torch.sqrt((u / 0.75) ** 2 + (v / 0.95) ** 2)
+    assert (out.alpha[0][rho < 0.8] > 0.5).float().mean() > 0.97
+    assert (out.alpha[0][rho > 1.15] < 0.5).float().mean() > 0.97
+    # the image model's choice travels with the file
+    save_decomposer(model, tmp_path / "d.safetensors")
+    loaded = load_decomposer(tmp_path / "d.safetensors")
+    assert loaded.cfg.surface == "head" and tuple(loaded.cfg.surface_range) == (120.0, 90.0)
+    with pytest.raises(ValueError, match="layers"):
+        _tiny(surface="head", layers=False)

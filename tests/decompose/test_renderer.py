@@ -317,3 +317,61 @@ def test_layered_composite_and_gradcheck():
         return o.image
 
     assert torch.autograd.gradcheck(f, (depth, alpha, albedo, bg, view), eps=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the head surface (radius over lon, lat)
+def _lonlat_texture(r: Renderer, shift_deg: float, dtype=torch.float64) -> torch.Tensor:
+    """[1, 3, S, S] smooth texture of longitude and latitude on the head map, its longitude shifted."""
+    lon, lat = r.head_angles(r.image_size, r.image_size, torch.zeros((), dtype=dtype))
+    lon = lon + math.radians(shift_deg)
+    return torch.stack([torch.sin(2 * lon) * torch.cos(lat), torch.cos(3 * lon) * 0.5, torch.sin(2 * lat)])[None]
+
+
+@pytest.mark.parametrize("yaw", [20.0, -35.0, 60.0])
+def test_head_surface_sphere_turned_by_yaw_is_its_texture_shifted_in_longitude(yaw):
+    # a sphere about the rotation centre turns into itself: rendering it at yaw must equal rendering,
+    # frontally, its texture with the longitude shifted by the yaw (the canonical longitude phi is seen
+    # at view longitude phi - yaw: positive yaw turns the face to the image's left)
+    r = Renderer(64, 10.0, surface="head", surface_range=(180.0, 80.0))
+    radius = torch.full((1, 64, 64), 0.07, dtype=torch.float64)
+    turned = r.render(_lonlat_texture(r, 0.0), radius, _view(yaw=yaw))
+    shifted = r.render(_lonlat_texture(r, yaw), radius, _view())
+    both = turned.mask & shifted.mask
+    assert both.sum() > 0.5 * (turned.mask.sum())  # most of the disc is compared
+    err = (turned.image - shifted.image).abs().permute(0, 2, 3, 1)[both]
+    assert err.max() < 0.06 and err.mean() < 0.01, (err.max(), err.mean())
+    # the silhouette of a sphere does not move when it turns
+    assert (turned.mask ^ shifted.mask).sum() <= 0.02 * both.sum()
+
+
+def test_head_surface_points_normals_and_inverse_warp():
+    r = Renderer(32, 10.0, surface="head", surface_range=(90.0, 90.0))
+    radius = torch.full((1, 32, 32), 0.05, dtype=torch.float64)
+    p = r.depth_to_points(radius)
+    c = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    assert torch.allclose((p - c).norm(dim=-1), radius)
+    # the map's centre faces the camera, its right edge is the sphere's right side, its top row the top
+    mid = 15.5
+    assert p[0, 16, 16, 2] < 1.0 - 0.049 and abs(p[0, 16, 31, 0] - 0.05 * math.cos(math.radians(90 * 0.5 / mid))) < 1e-3
+    assert p[0, 0, 16, 1] < -0.0499
+    # normals of a sphere point outwards along the radius (towards the camera at the front)
+    n = r.normals(radius)[0].permute(1, 2, 0)
+    out = (p[0] - c) / 0.05
+    inner = (slice(2, -2), slice(2, -2))
+    assert torch.allclose(n[inner], out[inner], atol=0.02)
+    # rendered frontally, each view pixel samples the map pixel whose ray it sees
+    view = _view()
+    rendered = r.render(_lonlat_texture(r, 0.0), radius, view)
+    pts = r._pixel_rays(32, 32, radius)[None] * rendered.depth[..., None]
+    d = pts - c
+    lon = torch.atan2(d[..., 0], -d[..., 2])
+    expect = torch.sin(2 * lon) * torch.cos(torch.atan2(-d[..., 1], torch.sqrt(d[..., 0] ** 2 + d[..., 2] ** 2)))
+    m = rendered.mask[0]
+    assert (rendered.image[0, 0][m] - expect[0][m]).abs().max() < 0.05
+
+
+def test_head_surface_validation():
+    with pytest.raises(ValueError, match="surface"):
+        Renderer(16, surface="cylinder")
+    with pytest.raises(ValueError, match="surface_range"):
+        Renderer(16, surface="head", surface_range=(0.0, 90.0))
