@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.data import world_geometry as G  # noqa: E402
+from facedis_aug.data import world_geometry as geom  # noqa: E402
 from facedis_aug.data.synthetic import SyntheticWorld  # noqa: E402
 from facedis_aug.decompose.config import DecomposeConfig  # noqa: E402
 from facedis_aug.decompose.model import Decomposer  # noqa: E402
@@ -61,8 +61,8 @@ def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, 
     head = (out["depth"] < BACKGROUND_DEPTH).float()[:, None]
     # depth 1 = the pivot (camera distance CAM_DIST); lateral units at depth 1 are tan(fov/2) per half
     # image in the renderer and HALF_VIEW / CAM_DIST in the world, so the relief scales by their ratio
-    scale = math.tan(math.radians(DecomposeConfig.fov) / 2) / G.TAN_HALF_FOV
-    depth = torch.where(head > 0, 1 + scale * (out["depth"][:, None] / G.CAM_DIST - 1), torch.ones_like(head))
+    scale = math.tan(math.radians(DecomposeConfig.fov) / 2) / geom.TAN_HALF_FOV
+    depth = torch.where(head > 0, 1 + scale * (out["depth"][:, None] / geom.CAM_DIST - 1), torch.ones_like(head))
     light = torch.zeros(len(ids), 8)
     light[:, :3], light[:, 3:6] = p.ambient, p.diffuse
     # world light (lx, -ly, -1) in camera coordinates (y down): the renderer's (dx, dy) = (lx, -ly)

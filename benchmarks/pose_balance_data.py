@@ -57,9 +57,9 @@ def pool_indices(world: SyntheticWorld, num_ids: int, per_id: int, chunk: int = 
 def per_image_nuisance(world: SyntheticWorld, params: Any) -> Any:
     """params with the NUISANCE columns of id_code redrawn per image (seeded by world seed and image
     index, so the same index always gets the same clothes and background)."""
-    from facedis_aug.data import world_geometry as G
+    from facedis_aug.data import world_geometry as geom
 
-    cols = [i for i, (name, _, _) in enumerate(G.ID_SPEC) if name in NUISANCE]
+    cols = [i for i, (name, _, _) in enumerate(geom.ID_SPEC) if name in NUISANCE]
     code = params.id_code.clone()
     for r, index in enumerate(params.index.tolist()):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([world.seed, index, 0xB6]).generate_state(1)[0]))

@@ -98,7 +98,7 @@ def render_world(num_images: int, resolution: int, world_seed: int, num_identiti
     return torch.cat(images), torch.cat(labels)
 
 
-def _to_model_range(images_u8: Tensor) -> Tensor:
+def _u8_to_model_range(images_u8: Tensor) -> Tensor:
     return images_u8.float() / 127.5 - 1.0
 
 
@@ -170,7 +170,7 @@ def train_pose_regressor(
     t1 = time.perf_counter()
     for step in range(steps):
         idx = torch.randint(0, num_images, (batch,), generator=gen)
-        x, y = _augment(_to_model_range(images[idx]), labels[idx], gen)
+        x, y = _augment(_u8_to_model_range(images[idx]), labels[idx], gen)
         loss = F.smooth_l1_loss(model(x), y / scale, beta=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -237,7 +237,7 @@ def heldout_mae(model: PoseRegressor, num_images: int = 1000, world_seed: int = 
     """Mean absolute error (degrees) on world images start .. start+num_images-1: per target,
     and for yaw also on the profiles (|yaw| > PROFILE_YAW)."""
     images, labels = render_world(num_images, model.resolution, world_seed, num_identities, start, supersample, pose)
-    pred = predict(model, _to_model_range(images))
+    pred = predict(model, _u8_to_model_range(images))
     err = {t: (pred[t] - labels[:, j]).abs() for j, t in enumerate(TARGETS)}
     prof = labels[:, 0].abs() > PROFILE_YAW
     out: dict[str, Any] = {f"mae_{t}": float(e.mean()) for t, e in err.items()}

@@ -39,7 +39,7 @@ _PUBLIC = {
     "load_encoder": "facedis_aug.encode.model",
     "load_generator": "facedis_aug.gan.networks",
     "generate": "facedis_aug.gan.networks",
-    "MetricsConfig": "facedis_aug.gan.metrics",
+    "MetricsConfig": "facedis_aug.gan.config",
 }
 
 __all__ = sorted(_PUBLIC)

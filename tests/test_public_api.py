@@ -2,12 +2,24 @@
 import subprocess
 import sys
 
+import pytest
+
 import facedis_aug
 
 
-def test_every_public_name_resolves():
-    for name in facedis_aug.__all__:
-        assert getattr(facedis_aug, name) is not None, name
+def test_every_public_name_is_the_object_its_module_defines():
+    import importlib
+
+    from facedis_aug import _PUBLIC
+
+    assert facedis_aug.__all__ == sorted(_PUBLIC)
+    for name, module in _PUBLIC.items():
+        value = getattr(facedis_aug, name)
+        assert value is getattr(importlib.import_module(module), name), name
+        # defined there, not re-exported from elsewhere (one home per public name)
+        assert getattr(value, "__module__", module) == module, (name, value.__module__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        facedis_aug.nope  # noqa: B018
 
 
 def test_import_loads_no_heavy_modules():

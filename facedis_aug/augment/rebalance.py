@@ -58,7 +58,7 @@ def _file_key(base: Any, i: int) -> str | None:
     return None
 
 
-def _to_model_range(image: Any) -> Tensor:
+def _image_to_model_range(image: Any) -> Tensor:
     """A Dataset image (PIL, or a [C, H, W] tensor in [0, 1]) -> [3, H, W] float in [-1, 1]."""
     if not isinstance(image, Tensor):
         from PIL import Image
@@ -279,7 +279,7 @@ class PoseRebalanced(Dataset):
                 raise ValueError(f"PoseRebalanced: base[{i}] must be an (image, label) pair, got {type(item).__name__}")
             image, label = item
             labels.append(int(label))
-            x = _to_model_range(image)
+            x = _image_to_model_range(image)
             todo_img.append(resize_to(x[None], self.spec.view_size)[0])
             todo_idx.append(i)
             fresh += 1

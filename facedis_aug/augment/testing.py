@@ -86,7 +86,7 @@ def make_tiny_bundle(
 
     out_dir = Path(out_dir)
     G = tiny_generator(resolution, w_dim, channels, seed)
-    D = tiny_decomposer(32 if resolution <= 64 else 64, seed, rot_range)
+    dec = tiny_decomposer(32 if resolution <= 64 else 64, seed, rot_range)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         w = G.mapping(torch.randn(256, G.z_dim, generator=g))
@@ -101,7 +101,7 @@ def make_tiny_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         save_safetensors(t / "g.safetensors", G.state_dict(), generator_metadata(G))
-        save_decomposer(D, t / "d.safetensors")
+        save_decomposer(dec, t / "d.safetensors")
         save_safetensors(t / "dirs.safetensors", dict(zip(names, vecs.contiguous())))
         write_json(t / "dirs.json", {"directions": entries})
         sources = {"generator.safetensors": t / "g.safetensors", "decomposer.safetensors": t / "d.safetensors",

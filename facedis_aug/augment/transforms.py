@@ -55,7 +55,7 @@ def _yaw_range(yaw: Any, limit: float) -> tuple[float, float]:
     return lo, hi
 
 
-class _Renderer:
+class _YawTurner:
     """The shared part: bundle spec, per-process engine, one re-render at a yaw, one real-image turn."""
 
     def __init__(self, bundle: Any, yaw: Any, p: float, backend: str, device: str, relative: bool = False,
@@ -171,7 +171,7 @@ class PoseExtrapolate(torch.nn.Module):
                  relative: bool = False, blend_background: bool = False, refine_steps: int | None = None, face_check: bool = True,
                  max_s: float | None = MAX_S):
         super().__init__()
-        self._r = _Renderer(bundle, yaw, p, backend, device, relative, blend_background, refine_steps, face_check, max_s)
+        self._r = _YawTurner(bundle, yaw, p, backend, device, relative, blend_background, refine_steps, face_check, max_s)
 
     @property
     def yaw_range(self) -> tuple[float, float]:
@@ -228,7 +228,7 @@ def _make_albu_class() -> type:
                      encode: bool = False, relative: bool = False, blend_background: bool = False,
                      refine_steps: int | None = None, face_check: bool = True, max_s: float | None = MAX_S):
             super().__init__(p=p)
-            self._r = _Renderer(bundle, yaw, 1.0, backend, device, relative, blend_background, refine_steps, face_check, max_s)
+            self._r = _YawTurner(bundle, yaw, 1.0, backend, device, relative, blend_background, refine_steps, face_check, max_s)
             self.encode = bool(encode)
             if self.encode:
                 self._r.spec.require_encoder()  # fail at construction, not at the first image

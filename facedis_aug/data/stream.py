@@ -133,7 +133,7 @@ def _collate_images(items: list[Any]) -> torch.Tensor:
     return torch.stack(images)
 
 
-def _to_model_range(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _batch_to_model_range(x: torch.Tensor, batch_size: int) -> torch.Tensor:
     if x.ndim != 4 or x.shape[0] != batch_size or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
         raise ValueError(f"source images must be [{batch_size}, 3, R, R], got {tuple(x.shape)}")
     x = x.float()
@@ -187,7 +187,7 @@ def _render_stream(source: Any, n: int, b: int, seed: int, start: int, rank: int
         idx = torch.from_numpy(step_indices(n, b, seed, t, rank, world))
         out = source.batch(idx)
         images = out[0] if isinstance(out, (tuple, list)) else out
-        yield _to_model_range(images, b)
+        yield _batch_to_model_range(images, b)
 
 
 def _loader_stream(
@@ -204,7 +204,7 @@ def _loader_stream(
         generator=torch.Generator().manual_seed(seed),
     )
     for images in loader:
-        yield _to_model_range(images, b)
+        yield _batch_to_model_range(images, b)
 
 
 def real_dataset(path: str | os.PathLike, resolution: int, preprocess: str = "none", min_size: int = 1) -> Any:

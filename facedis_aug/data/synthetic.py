@@ -33,8 +33,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from . import world_geometry as G
-from . import world_shading as S
+from . import world_geometry as geom
+from . import world_shading as shading
 from .config import SyntheticConfig
 
 POSES = ("uniform", "casia", "fixed")
@@ -145,9 +145,9 @@ class SyntheticWorld:
             if i not in self._id_cache:
                 if len(self._id_cache) > 100_000:
                     self._id_cache.clear()
-                self._id_cache[i] = _uniforms(self.seed, _STREAM_IDENTITY, i, len(G.ID_SPEC))
+                self._id_cache[i] = _uniforms(self.seed, _STREAM_IDENTITY, i, len(geom.ID_SPEC))
             rows.append(self._id_cache[i])
-        return torch.stack(rows) if rows else torch.zeros(0, len(G.ID_SPEC), dtype=torch.float64)
+        return torch.stack(rows) if rows else torch.zeros(0, len(geom.ID_SPEC), dtype=torch.float64)
 
     def sample_params(
         self,
@@ -172,8 +172,8 @@ class SyntheticWorld:
             raise ValueError("indices must be >= 0")
         k = len(fixed_yaws) if pose == "fixed" else 1
         groups = (idx // k).tolist()
-        code = torch.stack([_uniforms(self.seed, _STREAM_IMAGE, g, len(G.IMG_SPEC)) for g in groups]) if len(groups) else torch.zeros(0, len(G.IMG_SPEC), dtype=torch.float64)
-        img = G.Attrs(code, G.IMG_SPEC)
+        code = torch.stack([_uniforms(self.seed, _STREAM_IMAGE, g, len(geom.IMG_SPEC)) for g in groups]) if len(groups) else torch.zeros(0, len(geom.IMG_SPEC), dtype=torch.float64)
+        img = geom.Attrs(code, geom.IMG_SPEC)
         if identities is None:
             ident = (img.identity * self.num_identities).floor().long().clamp(max=self.num_identities - 1)
         else:
@@ -212,16 +212,16 @@ class SyntheticWorld:
         (x right, y down, pixel centres at integers; visibility is not checked): 'head' (the
         rotation centre), 'nose_tip', 'eye_left' / 'eye_right' (image-left / image-right eye at a
         frontal view), 'mouth'."""
-        a = G.Attrs(params.id_code.to(torch.float64), G.ID_SPEC)
-        cen, rad, _, _ = G.local_primitives(a)
+        a = geom.Attrs(params.id_code.to(torch.float64), geom.ID_SPEC)
+        cen, rad, _, _ = geom.local_primitives(a)
         d64 = lambda x: x.to(torch.float64)  # noqa: E731
-        M = G.FLIP @ G.rot_roll(d64(params.roll)) @ G.rot_pitch(d64(params.pitch)) @ G.rot_yaw(d64(params.yaw))
-        Z = G.CAM_DIST * (1 + d64(params.tz))
-        T = torch.stack([d64(params.tx) * G.TAN_HALF_FOV * Z, d64(params.ty) * G.TAN_HALF_FOV * Z, Z], -1)
+        M = geom.FLIP @ geom.rot_roll(d64(params.roll)) @ geom.rot_pitch(d64(params.pitch)) @ geom.rot_yaw(d64(params.yaw))
+        Z = geom.CAM_DIST * (1 + d64(params.tz))
+        T = torch.stack([d64(params.tx) * geom.TAN_HALF_FOV * Z, d64(params.ty) * geom.TAN_HALF_FOV * Z, Z], -1)
         zero = torch.zeros_like(a.eye_y)
-        tip = cen[:, G.TIP] + torch.stack([zero, zero, rad[:, G.TIP, 2]], -1)
-        lips = cen[:, G.LIPS] + torch.stack([zero, zero, rad[:, G.LIPS, 2]], -1)
-        eye_z = cen[:, G.BROW, 2] + 0.02  # roughly the eye surface
+        tip = cen[:, geom.TIP] + torch.stack([zero, zero, rad[:, geom.TIP, 2]], -1)
+        lips = cen[:, geom.LIPS] + torch.stack([zero, zero, rad[:, geom.LIPS, 2]], -1)
+        eye_z = cen[:, geom.BROW, 2] + 0.02  # roughly the eye surface
         pts = {
             "head": torch.zeros_like(tip), "nose_tip": tip, "mouth": lips,
             "eye_left": torch.stack([-a.eye_sep, a.eye_y, eye_z], -1), "eye_right": torch.stack([a.eye_sep, a.eye_y, eye_z], -1),
@@ -229,7 +229,7 @@ class SyntheticWorld:
         out = {}
         for name, p in pts.items():
             x = (M @ p[..., None])[..., 0] + T
-            uv = x[:, :2] / (x[:, 2:] * G.TAN_HALF_FOV)  # normalised image coords
+            uv = x[:, :2] / (x[:, 2:] * geom.TAN_HALF_FOV)  # normalised image coords
             out[name] = ((uv + 1) * self.resolution / 2 - 0.5).float()
         return out
 
@@ -242,7 +242,7 @@ class SyntheticWorld:
         B = len(params)
         for name, shape in (("yaw", (B,)), ("pitch", (B,)), ("roll", (B,)), ("tx", (B,)), ("ty", (B,)), ("tz", (B,)),
                             ("ambient", (B, 3)), ("diffuse", (B, 3)), ("light_dir", (B, 2)),
-                            ("id_code", (B, len(G.ID_SPEC))), ("img_code", (B, len(G.IMG_SPEC))), ("noise_seed", (B,))):
+                            ("id_code", (B, len(geom.ID_SPEC))), ("img_code", (B, len(geom.IMG_SPEC))), ("noise_seed", (B,))):
             if tuple(getattr(params, name).shape) != shape:
                 raise ValueError(f"FaceParams.{name} must be {shape}, got {tuple(getattr(params, name).shape)}")
         R, ss = self.resolution, self.supersample
@@ -254,92 +254,92 @@ class SyntheticWorld:
             if with_maps:
                 out.update(depth=torch.zeros(0, 64, 64), albedo=torch.zeros(0, 3, 64, 64), mask=torch.zeros(0, 64, 64, dtype=torch.bool))
             return out
-        a = G.Attrs(params.id_code.to(torch.float64), G.ID_SPEC)
-        both = G.Attrs(torch.cat([params.id_code, params.img_code], 1).to(torch.float64), G.ID_SPEC + G.IMG_SPEC)
-        prims = G.local_primitives(a)
-        col = S.colours(a)
+        a = geom.Attrs(params.id_code.to(torch.float64), geom.ID_SPEC)
+        both = geom.Attrs(torch.cat([params.id_code, params.img_code], 1).to(torch.float64), geom.ID_SPEC + geom.IMG_SPEC)
+        prims = geom.local_primitives(a)
+        col = shading.colours(a)
         d64 = lambda x: x.to(torch.float64)  # noqa: E731
-        flip = G.FLIP.expand(B, 3, 3)
-        M_head = flip @ G.rot_roll(d64(params.roll)) @ G.rot_pitch(d64(params.pitch)) @ G.rot_yaw(d64(params.yaw))
-        M_body = flip @ G.rot_yaw(G.BODY_YAW_SHARE * d64(params.yaw))
-        Z = G.CAM_DIST * (1 + d64(params.tz))
-        T = torch.stack([d64(params.tx) * G.TAN_HALF_FOV * Z, d64(params.ty) * G.TAN_HALF_FOV * Z, Z], -1)
+        flip = geom.FLIP.expand(B, 3, 3)
+        M_head = flip @ geom.rot_roll(d64(params.roll)) @ geom.rot_pitch(d64(params.pitch)) @ geom.rot_yaw(d64(params.yaw))
+        M_body = flip @ geom.rot_yaw(geom.BODY_YAW_SHARE * d64(params.yaw))
+        Z = geom.CAM_DIST * (1 + d64(params.tz))
+        T = torch.stack([d64(params.tx) * geom.TAN_HALF_FOV * Z, d64(params.ty) * geom.TAN_HALF_FOV * Z, Z], -1)
         lx, ly = params.light_dir.float().unbind(-1)
         light = torch.nn.functional.normalize(torch.stack([lx, -ly, -torch.ones_like(lx)], -1), dim=-1)
         lit = (params.ambient.float(), params.diffuse.float(), light)
         r = self._raster(both, col, prims, M_head, M_body, T, R * ss, lit)
-        im = G.to_raster(r["color"], R * ss)
+        im = geom.to_raster(r["color"], R * ss)
         if ss > 1:
             im = torch.nn.functional.avg_pool2d(im, ss)
         # optics blur, then sensor noise (seeded per image, so batch-independent)
-        im = S.blur(im, both.blur.float() * (R / 64.0), radius=max(1, int(round(2.3 * 0.75 * R / 64))))
+        im = shading.blur(im, both.blur.float() * (R / 64.0), radius=max(1, int(round(2.3 * 0.75 * R / 64))))
         noise = torch.stack([torch.randn(3, R, R, generator=torch.Generator().manual_seed(int(s))) for s in params.noise_seed.tolist()])
         out = {"image": (im + both.noise.float()[:, None, None, None] * noise).clamp(0, 1)}
         if with_view_maps:
-            out["view_depth"] = G.to_raster(r["depth"][..., None], R * ss)[:, 0]
-            out["view_mask"] = G.to_raster(r["face"][..., None], R * ss)[:, 0]
-            out["view_part"] = G.to_raster(r["part"][..., None], R * ss)[:, 0]
+            out["view_depth"] = geom.to_raster(r["depth"][..., None], R * ss)[:, 0]
+            out["view_mask"] = geom.to_raster(r["face"][..., None], R * ss)[:, 0]
+            out["view_part"] = geom.to_raster(r["part"][..., None], R * ss)[:, 0]
         if with_maps:
             zero = torch.zeros(B, dtype=torch.float64)
-            Tc = torch.stack([zero, zero, zero + G.CAM_DIST], -1)
+            Tc = torch.stack([zero, zero, zero + geom.CAM_DIST], -1)
             m = self._raster(both, col, prims, flip, flip, Tc, 64, None)
-            out["depth"] = G.to_raster(m["depth"][..., None], 64)[:, 0]
-            out["albedo"] = G.to_raster(m["color"], 64)
-            out["mask"] = G.to_raster(m["face"][..., None], 64)[:, 0]
+            out["depth"] = geom.to_raster(m["depth"][..., None], 64)[:, 0]
+            out["albedo"] = geom.to_raster(m["color"], 64)
+            out["mask"] = geom.to_raster(m["face"][..., None], 64)[:, 0]
         return out
 
-    def _raster(self, a: G.Attrs, col, prims, M_head, M_body, T, res, lit):
+    def _raster(self, a: geom.Attrs, col, prims, M_head, M_body, T, res, lit):
         """Cast, shade and composite at `res`; per-pixel outputs in tile-major order [B,N,...]."""
         cen, rad, rot, enabled = prims
-        A, c = G.place(cen, rad, rot, M_head, M_body, T)
+        A, c = geom.place(cen, rad, rot, M_head, M_body, T)
         B, K = A.shape[:2]
-        bshell = lambda q, b: S.hair_region(q, S.PixelAttrs(a, col, b))  # noqa: E731
+        bshell = lambda q, b: shading.hair_region(q, shading.PixelAttrs(a, col, b))  # noqa: E731
         rad_cam = rad  # radii are frame independent
-        tmin, kmin = G.cast(A, c, rad_cam, enabled, res, bshell)
+        tmin, kmin = geom.cast(A, c, rad_cam, enabled, res, bshell)
         N = tmin.shape[1]
-        u, v = G.pixel_grid(res)
-        d = torch.stack([u * G.TAN_HALF_FOV, v * G.TAN_HALF_FOV, torch.ones_like(u)], -1)  # [N,3] ray directions
+        u, v = geom.pixel_grid(res)
+        d = torch.stack([u * geom.TAN_HALF_FOV, v * geom.TAN_HALF_FOV, torch.ones_like(u)], -1)  # [N,3] ray directions
         fg = torch.isfinite(tmin)
         color = torch.empty(B * N, 3)
         fi = fg.reshape(-1).nonzero(as_tuple=True)[0]
         bi = (~fg).reshape(-1).nonzero(as_tuple=True)[0]
         # background pixels
-        pb = S.PixelAttrs(a, col, bi // N)
-        color[bi] = S.background(u[bi % N], v[bi % N], pb)
+        pb = shading.PixelAttrs(a, col, bi // N)
+        color[bi] = shading.background(u[bi % N], v[bi % N], pb)
         # surface pixels: geometry of the hit primitive, then albedo and light
         b, pix = fi // N, fi % N
         k = kmin.reshape(-1)[fi]
-        back = k == G.BACK_HAIR
-        k = torch.where(back, G.HAIR, k)
+        back = k == geom.BACK_HAIR
+        k = torch.where(back, geom.HAIR, k)
         t = tmin.reshape(-1)[fi]
         x = t[:, None] * d[pix]
         Ac = torch.cat([A.float().reshape(B, K, 9), c.float()], -1)[b, k]
         Ak, ck = Ac[:, :9].view(-1, 3, 3), Ac[:, 9:]
-        q = G.matvec(Ak, x - ck)  # unit-sphere coords of the hit primitive
-        n = torch.nn.functional.normalize(G.matTvec(Ak, q), dim=-1)  # outward normal
+        q = geom.matvec(Ak, x - ck)  # unit-sphere coords of the hit primitive
+        n = torch.nn.functional.normalize(geom.matTvec(Ak, q), dim=-1)  # outward normal
         n = torch.where(back[:, None], -n, n)  # the shell seen from inside
         n = self._blend_normals(n, t, k, b, torch.stack([u[pix], v[pix]], -1), A, c, rad)
         Tb = T.float()[b]
-        xl = G.matTvec(M_head.float()[b], x - Tb)  # head-local coordinates
-        xb = G.matTvec(M_body.float()[b], x - Tb)
-        pa = S.PixelAttrs(a, col, b)
-        alb = S.albedo(k, xl, xb, q, pa)
+        xl = geom.matTvec(M_head.float()[b], x - Tb)  # head-local coordinates
+        xb = geom.matTvec(M_body.float()[b], x - Tb)
+        pa = shading.PixelAttrs(a, col, b)
+        alb = shading.albedo(k, xl, xb, q, pa)
         if lit is None:
             color[fi] = alb
         else:
             amb, dif, light = lit
             view = -torch.nn.functional.normalize(x, dim=-1)
-            color[fi] = S.shade(alb, n, view, k, pa, amb[b], dif[b], light[b]).clamp(0, 1)
+            color[fi] = shading.shade(alb, n, view, k, pa, amb[b], dif[b], light[b]).clamp(0, 1)
         face = torch.zeros_like(k, dtype=torch.bool)
-        for p in G.FACE_PRIMS:
+        for p in geom.FACE_PRIMS:
             face |= k == p
         face_all = torch.zeros(B * N, dtype=torch.bool)
         face_all[fi] = face
         return {
             "color": color.view(B, N, 3),
-            "depth": torch.where(fg, tmin, torch.full_like(tmin, G.CAM_DIST + 3.0)),
+            "depth": torch.where(fg, tmin, torch.full_like(tmin, geom.CAM_DIST + 3.0)),
             "face": face_all.view(B, N),
-            "part": torch.where(fg, torch.where(kmin == G.BACK_HAIR, G.HAIR, kmin), -1),
+            "part": torch.where(fg, torch.where(kmin == geom.BACK_HAIR, geom.HAIR, kmin), -1),
         }
 
     @staticmethod
@@ -348,7 +348,7 @@ class SyntheticWorld:
         of them is hit within BLEND of the visible depth, average the normals with weights
         exp(-(t_j - t) / BLEND). Each part is only tested on the pixels inside its screen box."""
         BLEND = 0.12
-        parts = (G.CRANIUM, G.JAW, G.CHIN, G.BROW, G.NOSE, G.TIP, G.ALA_L, G.ALA_R)
+        parts = (geom.CRANIUM, geom.JAW, geom.CHIN, geom.BROW, geom.NOSE, geom.TIP, geom.ALA_L, geom.ALA_R)
         isp = torch.zeros_like(k, dtype=torch.bool)
         for p in parts:
             isp |= k == p
@@ -356,15 +356,15 @@ class SyntheticWorld:
         if not len(sel):
             return n
         bs, ts, us, vs = b[sel], t[sel], uv[sel, 0], uv[sel, 1]
-        pu, pv, eu, ev = [x.float() for x in G.screen_bounds(c, rad)]
+        pu, pv, eu, ev = [x.float() for x in geom.screen_bounds(c, rad)]
         acc = torch.zeros(len(sel), 3)
-        d = torch.stack([us * G.TAN_HALF_FOV, vs * G.TAN_HALF_FOV, torch.ones_like(us)], -1)
+        d = torch.stack([us * geom.TAN_HALF_FOV, vs * geom.TAN_HALF_FOV, torch.ones_like(us)], -1)
         for p in parts:
             near = (((us - pu[bs, p]).abs() <= eu[bs, p]) & ((vs - pv[bs, p]).abs() <= ev[bs, p])).nonzero(as_tuple=True)[0]
             if not len(near):
                 continue
             bn = bs[near]
-            tp, npn = G.ray_hit(A[bn, p].float(), c[bn, p].float(), d[near])
+            tp, npn = geom.ray_hit(A[bn, p].float(), c[bn, p].float(), d[near])
             w = torch.exp(-((tp - ts[near]).clamp_min(0) / BLEND)).nan_to_num(0.0)
             acc.index_add_(0, near, w[:, None] * npn)
         n = n.clone()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import world_geometry as G
+from . import world_geometry as geom
 
 SKIN_TONES = torch.tensor([
     [0.97, 0.82, 0.71], [0.92, 0.72, 0.58], [0.80, 0.59, 0.44], [0.64, 0.44, 0.30], [0.42, 0.28, 0.19],
@@ -36,7 +36,7 @@ def _pick(pal: torch.Tensor, cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor
     return pal[i].to(u.dtype)
 
 
-def colours(a: G.Attrs) -> dict[str, torch.Tensor]:
+def colours(a: geom.Attrs) -> dict[str, torch.Tensor]:
     """Per-identity colours [B,3] (float32)."""
     skin = _lerp_palette(SKIN_TONES, a.skin_tone)
     skin = skin * torch.stack([1 + 0.04 * a.skin_red, 1 - 0.02 * a.skin_red, 1 - 0.03 * a.skin_red], -1)
@@ -57,7 +57,7 @@ class PixelAttrs:
     """Per-pixel view of per-image attributes: `pa.head_w` -> [M] float32 (gathered by image index).
     Painting on compacted pixel lists keeps the cost proportional to the pixels that need it."""
 
-    def __init__(self, attrs: G.Attrs, colours: dict, b: torch.Tensor):
+    def __init__(self, attrs: geom.Attrs, colours: dict, b: torch.Tensor):
         self._a, self._c, self.b = attrs, colours, b
         self._cache: dict[str, torch.Tensor] = {}
 
@@ -101,7 +101,7 @@ def hair_region(q: torch.Tensor, a: PixelAttrs) -> torch.Tensor:
     col = lambda x: x[:, None]  # noqa: E731
     cf = qz / (qx * qx + qz * qz).add(1e-6).sqrt()  # cosine of the azimuth: 1 front, -1 back
     front_h = col(a.hairline) - col(a.fringe) * torch.sigmoid(6 * col(a.part) * qx) + col(a.hair_wave) * torch.sin(11 * qx + col(a.hair_phase))
-    long = G.has_long_hair(a)
+    long = geom.has_long_hair(a)
     side_h = col(torch.where(long, a.hair_side - 0.45, a.hair_side))
     back_h = col(torch.where(long, a.hair_back - 0.3, a.hair_back))
     line = torch.where(cf > 0, side_h + (front_h - side_h) * cf.clamp_min(0).square(), side_h + (back_h - side_h) * (-cf).clamp_min(0))
@@ -122,7 +122,7 @@ def _face_paint(c, k, X, Y, Z, q, a: PixelAttrs):
         sock = torch.exp(-((X - s * a.eye_sep) ** 2 / 0.02 + (Y - ey0 + 0.01) ** 2 / 0.01))
         c = c * (1 - 0.3 * sock * front)[:, None]
     # beard / moustache (some identities)
-    beard = (a.beard < 0.18) & (k != G.LIPS)
+    beard = (a.beard < 0.18) & (k != geom.LIPS)
     stub = _hash_noise(X * 40, Y * 40)
     bmask = (_soft(a.mouth_y + 0.07 - Y, 0.02) * _soft(Z + 0.1, 0.05) * _soft(0.55 - X.abs() + Y, 0.05)
              + _soft(0.035 - (Y - a.mouth_y - a.lip_h * 1.6 - 0.03).abs(), 0.01) * _soft(a.mouth_w + 0.03 - X.abs(), 0.02))
@@ -150,12 +150,12 @@ def _face_paint(c, k, X, Y, Z, q, a: PixelAttrs):
         lid = _soft(0.35 - (ex * ex + (ey - 0.85) ** 2 * 2.5 - 0.6).abs(), 0.1) * _soft(ey + 0.2, 0.1) * _soft(1.3 - ex.abs(), 0.1) * front
         c = c * (1 - 0.8 * lid)[:, None]
     # lips and the mouth line
-    lipm = (k == G.LIPS).float() * _soft(1 - (X / (a.mouth_w * 1.02)) ** 2 - ((Y - a.mouth_y) / (a.lip_h * 1.45)) ** 2, 0.1)
+    lipm = (k == geom.LIPS).float() * _soft(1 - (X / (a.mouth_w * 1.02)) ** 2 - ((Y - a.mouth_y) / (a.lip_h * 1.45)) ** 2, 0.1)
     c = c + (a.col("lips") - c) * lipm[:, None]
     line = _soft(0.011 - (Y - a.mouth_y + 0.04 * (X / a.mouth_w) ** 2).abs(), 0.004) * _soft(a.mouth_w * 0.92 - X.abs(), 0.01) * front
     c = c * (1 - 0.7 * line)[:, None]
     # nostrils: undersides of the nose tip and alae
-    nose = ((k == G.TIP) | (k == G.ALA_L) | (k == G.ALA_R)).float()
+    nose = ((k == geom.TIP) | (k == geom.ALA_L) | (k == geom.ALA_R)).float()
     nos = nose * _soft(-0.61 - q[:, 1], 0.08) * _soft(X.abs() - 0.015, 0.006)
     c = c * (1 - 0.5 * nos)[:, None]
     mole = (a.mole < 0.3) * torch.exp(-((X - a.mole_x) ** 2 + (Y - a.mole_y) ** 2) / 0.0004) * front
@@ -170,25 +170,25 @@ def albedo(k: torch.Tensor, xl: torch.Tensor, xb: torch.Tensor, q: torch.Tensor,
     # symmetric base with small asymmetric detail (a tilted low-frequency blotch)
     c = skin * (1 + 0.05 * torch.sin(a.blotch_fx * X + a.blotch_fy * Y + a.blotch_ph))[:, None]
     isface = torch.zeros_like(k, dtype=torch.bool)
-    for p in G.FACE_PRIMS:
+    for p in geom.FACE_PRIMS:
         isface |= k == p
     fi = (isface & (Z > 0.05)).nonzero(as_tuple=True)[0]
     if len(fi):
         c[fi] = _face_paint(c[fi], k[fi], X[fi], Y[fi], Z[fi], q[fi], a.sub(fi))
     # ears: darker bowl; neck: shadowed under the jaw
-    ear = ((k == G.EAR_L) | (k == G.EAR_R)).float() * _soft(0.6 - (q[:, 1] ** 2 + q[:, 2] ** 2).sqrt(), 0.1)
+    ear = ((k == geom.EAR_L) | (k == geom.EAR_R)).float() * _soft(0.6 - (q[:, 1] ** 2 + q[:, 2] ** 2).sqrt(), 0.1)
     c = c * (1 - 0.15 * ear)[:, None]
     XB, YB, ZB = xb.unbind(-1)
     neckshade = 1 - 0.35 * _soft(YB + 0.75, 0.1)
-    c = torch.where((k == G.NECK)[:, None], skin * 0.9 * neckshade[:, None], c)
-    hi = ((k == G.HAIR) | (k == G.LONG_HAIR)).nonzero(as_tuple=True)[0]
+    c = torch.where((k == geom.NECK)[:, None], skin * 0.9 * neckshade[:, None], c)
+    hi = ((k == geom.HAIR) | (k == geom.LONG_HAIR)).nonzero(as_tuple=True)[0]
     if len(hi):  # hair: strands following the azimuth
         ah = a.sub(hi)
         qx, qy, qz = q[hi].unbind(-1)
         az = torch.atan2(qx, qz)
         strand = torch.sin(37 * az + 9 * qy + 3 * torch.sin(5 * qy + ah.hair_phase)) * torch.sin(11 * az + ah.hair_phase)
         c[hi] = ah.col("hair") * (0.86 + 0.1 * strand + 0.1 * _hash_noise(az * 30, qy * 5))[:, None]
-    ti = (k == G.TORSO).nonzero(as_tuple=True)[0]
+    ti = (k == geom.TORSO).nonzero(as_tuple=True)[0]
     if len(ti):  # clothes, with a round neckline showing skin and optional stripes
         at = a.sub(ti)
         xt, yt, zt = XB[ti], YB[ti], ZB[ti]
@@ -218,13 +218,13 @@ def shade(alb, n, view, k, a: PixelAttrs, ambient, diffuse, light) -> torch.Tens
 
     alb, n (unit normals), view (unit, towards the camera), ambient, diffuse, light (unit, towards
     the light, camera frame): all [M,3]."""
-    ndl = G.dot(n, light).clamp_min(0)
+    ndl = geom.dot(n, light).clamp_min(0)
     h = torch.nn.functional.normalize(light + view, dim=-1)
-    ndh = G.dot(n, h).clamp_min(0)
+    ndh = geom.dot(n, h).clamp_min(0)
     skin = torch.zeros_like(k, dtype=torch.bool)
-    for p in G.SKIN_PRIMS:
+    for p in geom.SKIN_PRIMS:
         skin |= k == p
-    ishair = (k == G.HAIR) | (k == G.LONG_HAIR)
+    ishair = (k == geom.HAIR) | (k == geom.LONG_HAIR)
     ks = torch.where(skin, a.skin_spec, torch.where(ishair, 0.1, 0.03)) * a.spec_scale
     shin = torch.where(skin, a.skin_shin, torch.where(ishair, 12.0, 6.0))
     spec = ks * ndh.clamp_min(1e-6).pow(shin)

@@ -42,7 +42,7 @@ _DEGENERATE_REL = 1e-6
 
 
 @dataclass
-class Decomposition:
+class SemanticMaps:
     """What stage 3 needs from the decomposer, as plain tensors on the caller's device.
 
     semantics [B, 14] in SEMANTICS order (angles in degrees); albedo [B, 3, 64, 64] in [-1, 1];
@@ -75,7 +75,7 @@ def resize_for_decomposer(images: Tensor, size: int = DECOMPOSER_SIZE) -> Tensor
 
 
 @torch.no_grad()
-def decompose(decomposer: nn.Module, images: Tensor) -> Decomposition:
+def decompose(decomposer: nn.Module, images: Tensor) -> SemanticMaps:
     """Run the decomposer on images [B, 3, R, R] in [-1, 1] (resized to its input size)."""
     out = decomposer(resize_for_decomposer(images, decomposer_input_size(decomposer)))
     view, light = _field(out, "view"), _field(out, "light")
@@ -89,7 +89,7 @@ def decompose(decomposer: nn.Module, images: Tensor) -> Decomposition:
         raise ValueError(f"decomposer: expected albedo [B, 3, H, W] and depth [B, H, W], got {tuple(albedo.shape)} and {tuple(depth.shape)}")
     # view angles are degrees by the decomposer's contract (decompose.model.Decomposition)
     sem = torch.cat([view, light], dim=1)
-    return Decomposition(semantics=sem.float(), albedo=albedo.float(), depth=depth.float())
+    return SemanticMaps(semantics=sem.float(), albedo=albedo.float(), depth=depth.float())
 
 
 def measure_semantics(decomposer: nn.Module, images: Tensor) -> Tensor:
@@ -108,7 +108,7 @@ def sample_w(G: nn.Module, n: int, seed: int, device: str | torch.device = "cpu"
 @torch.no_grad()
 def decompose_latents(
     G: nn.Module, decomposer: nn.Module, w: Tensor, batch_size: int = 64, keep_maps: bool = False, progress: Any = None
-) -> Decomposition:
+) -> SemanticMaps:
     """Generate G(w) for w [N, d] in batches and decompose. Maps (albedo, depth) are kept on the CPU
     only when keep_maps (they are N x 16384 floats); otherwise they are empty tensors."""
     sems, albedos, depths = [], [], []
@@ -122,7 +122,7 @@ def decompose_latents(
         if progress is not None:
             progress.update(int(img.shape[0]))
     empty = torch.empty(0)
-    return Decomposition(
+    return SemanticMaps(
         semantics=torch.cat(sems),
         albedo=torch.cat(albedos) if keep_maps else empty,
         depth=torch.cat(depths) if keep_maps else empty,

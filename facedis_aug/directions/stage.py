@@ -285,7 +285,7 @@ def run_directions_stage(ctx: Any) -> dict[str, str]:
 
     device = str(ctx.device)
     G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=device)
-    D = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors"), device=device)
+    dec = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors"), device=device)
     data = ctx.recipe.data
-    regions = world_region_masks(D.cfg.image_size, data.synthetic) if data.source == "synthetic" else None
-    return compute_directions(G, D, ctx.recipe.directions, ctx.stage_dir("directions"), device=device, regions=regions)
+    regions = world_region_masks(dec.cfg.image_size, data.synthetic) if data.source == "synthetic" else None
+    return compute_directions(G, dec, ctx.recipe.directions, ctx.stage_dir("directions"), device=device, regions=regions)

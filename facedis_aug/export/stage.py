@@ -122,9 +122,9 @@ def run_export_stage(ctx: Any) -> dict[str, Any]:
         # exported on the CPU: the graph is device-independent and the check runs on ONNX's CPU provider
         with torch.no_grad():
             G = load_generator(sources["generator.safetensors"], device="cpu")
-            D = load_decomposer(sources["decomposer.safetensors"], device="cpu") if cfg.view_head else None
+            dec = load_decomposer(sources["decomposer.safetensors"], device="cpu") if cfg.view_head else None
             E = load_encoder(sources["encoder.safetensors"], device="cpu") if "encoder.safetensors" in sources and cfg.encoder else None
-            report = export_models(G, D, out, cfg, E)
+            report = export_models(G, dec, out, cfg, E)
         write_json(out / "export_report.json", report)
         extra = {name: Path(p) for name, p in report["files"].items()}
         outputs.update({f"max_abs_diff_{k.split('.')[0]}": v for k, v in report["max_abs_diff"].items()})

@@ -3,8 +3,41 @@ as in stylegan2-ada-pytorch, decorrelation weight 1 as in the paper's objective)
 override the sizes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+
+@dataclass
+class MetricsConfig:
+    """Settings of the GAN metrics (recipe section `gan.metrics`; `gan/metrics.py` computes them).
+
+    Weights paths are local files; null or a missing file selects the labelled offline fallback.
+    """
+
+    # compute FID/KID (and PPL) at every snapshot of the gan stage and write them to its stats.jsonl
+    # (ours; off by default: 10k images through the feature net cost minutes on a CPU)
+    enabled: bool = False
+    ppl: bool = True  # PPL too (another ppl_samples x 2 generator passes per snapshot)
+    inception_weights: Optional[str] = None  # Inception-v3 (torchvision layout), .safetensors or .pt/.pth
+    lpips_weights: Optional[str] = None  # LPIPS-VGG16: VGG16 'features.*' + 'lin0..4.weight'
+    num_images: int = 10000  # real and generated images for FID/KID (the paper: 50000)
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000  # capped at the number of images
+    ppl_samples: int = 10000  # the paper: 50000
+    ppl_epsilon: float = 1e-4
+    ppl_sampling: Literal["end", "full"] = "end"  # 'end': t = 0; 'full': t ~ U[0, 1)
+    ppl_crop: bool = False  # StyleGAN2's FFHQ face crop before LPIPS
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_images", "kid_subsets", "kid_subset_size", "ppl_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kid_subset_size < 2:
+            raise ValueError("kid_subset_size must be >= 2")
+        if not self.ppl_epsilon > 0:
+            raise ValueError(f"ppl_epsilon must be > 0, got {self.ppl_epsilon}")
 
 
 @dataclass
@@ -47,6 +80,7 @@ class GanConfig:
     checkpoint_kimg: float = 200.0  # resumable checkpoint every this many kimg
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the main passes (fp16: GPU only)
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # FID/KID/PPL at snapshots (off by default)
 
     def __post_init__(self) -> None:
         # each message starts with the field name; the recipe parser prefixes the section ("gan.batch = 0: ...")

@@ -15,47 +15,21 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Literal, Optional
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import MetricsConfig
 from .feature_nets import build_feature_net, build_perceptual_net
 
 ArrayLike = Tensor | np.ndarray
 Distance = Callable[[Tensor, Tensor], Tensor]  # (img0, img1) [B, 3, H, W] -> [B]
 
-
-@dataclass
-class MetricsConfig:
-    """Settings of the GAN metrics (recipe section `gan.metrics`).
-
-    Weights paths are local files; null or a missing file selects the labelled offline fallback.
-    """
-
-    inception_weights: Optional[str] = None  # Inception-v3 (torchvision layout), .safetensors or .pt/.pth
-    lpips_weights: Optional[str] = None  # LPIPS-VGG16: VGG16 'features.*' + 'lin0..4.weight'
-    num_images: int = 10000  # real and generated images for FID/KID (the paper: 50000)
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000  # capped at the number of images
-    ppl_samples: int = 10000  # the paper: 50000
-    ppl_epsilon: float = 1e-4
-    ppl_sampling: Literal["end", "full"] = "end"  # 'end': t = 0; 'full': t ~ U[0, 1)
-    ppl_crop: bool = False  # StyleGAN2's FFHQ face crop before LPIPS
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("num_images", "kid_subsets", "kid_subset_size", "ppl_samples", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.kid_subset_size < 2:
-            raise ValueError("kid_subset_size must be >= 2")
-        if not self.ppl_epsilon > 0:
-            raise ValueError(f"ppl_epsilon must be > 0, got {self.ppl_epsilon}")
+__all__ = ["GanMetrics", "MetricsConfig", "compute_features", "compute_fid_kid", "compute_ppl", "fid_from_features",
+           "kid_from_features"]
 
 
 # ----------------------------------------------------------------------------- FID and KID

@@ -141,3 +141,20 @@ def test_training_longer_continues_and_the_stages_after_it_run_again(micro_run, 
                                    "directions/directions.json", "encode/encoder.safetensors"}
     assert set(run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.012"]), run,
                             verbose=False).values()) == {"skipped"}
+
+
+def test_gan_stage_writes_metrics_at_snapshots_when_switched_on(tmp_path):
+    torch.manual_seed(0)
+    metrics = ["gan.metrics.enabled=true", "gan.metrics.num_images=16", "gan.metrics.kid_subsets=2",
+               "gan.metrics.kid_subset_size=8", "gan.metrics.ppl_samples=4", "gan.metrics.batch_size=8"]
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + metrics + ["run.stages=[gan]"])
+    assert run_pipeline(recipe, tmp_path / "run", verbose=False) == {"gan": "done"}
+    lines = [json.loads(x) for x in (tmp_path / "run" / "gan" / "stats.jsonl").read_text().splitlines()]
+    with_fid = [x for x in lines if "fid" in x]
+    # one line per snapshot (every 0.004 kimg of 0.008), each labelled with the networks it used
+    assert [x["kimg"] for x in with_fid] == pytest.approx([0.004, 0.008])
+    for x in with_fid:
+        assert x["fid"] >= 0 and x["num_fake"] == 16 and x["ppl"] >= 0
+        assert x["feature_net"].startswith("fallback-") and x["perceptual_net"].startswith("fallback-")
+    # off by default: the tiny recipe's own run writes none
+    assert load_recipe(REPO / "recipes" / "tiny.yaml").gan.metrics.enabled is False

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from facedis_aug.data import world_geometry as G
+from facedis_aug.data import world_geometry as geom
 from facedis_aug.data.config import SyntheticConfig
 from facedis_aug.data.synthetic import PART_NAMES, FaceParams, SyntheticFaces, SyntheticWorld
 
@@ -32,11 +32,11 @@ def test_cast_matches_per_ray_intersection_and_sphere_depth():
     c = torch.cat([torch.rand(B, K, 2, generator=g, dtype=torch.float64) * 1.6 - 0.8,
                    9 + torch.rand(B, K, 1, generator=g, dtype=torch.float64)], -1)
     A = rot.transpose(-1, -2) / rad[..., None]
-    t, k = G.cast(A, c, rad, torch.ones(B, K, dtype=torch.bool), res, hair_fn=None)
-    u, v = G.pixel_grid(res, torch.float64)
-    d = torch.stack([u * G.TAN_HALF_FOV, v * G.TAN_HALF_FOV, torch.ones_like(u)], -1)
+    t, k = geom.cast(A, c, rad, torch.ones(B, K, dtype=torch.bool), res, hair_fn=None)
+    u, v = geom.pixel_grid(res, torch.float64)
+    d = torch.stack([u * geom.TAN_HALF_FOV, v * geom.TAN_HALF_FOV, torch.ones_like(u)], -1)
     for b in range(B):
-        ts = torch.stack([G.ray_hit(A[b, j].expand(len(u), 3, 3), c[b, j].expand(len(u), 3), d)[0] for j in range(K)])
+        ts = torch.stack([geom.ray_hit(A[b, j].expand(len(u), 3, 3), c[b, j].expand(len(u), 3), d)[0] for j in range(K)])
         tref, kref = ts.min(0)
         hit = torch.isfinite(tref)
         assert hit.sum() > 20  # the scene is actually visible
@@ -45,11 +45,11 @@ def test_cast_matches_per_ray_intersection_and_sphere_depth():
         assert torch.equal(k[b][hit], kref[hit])
     # a unit sphere 10 in front of the camera: the central rays hit at depth ~9
     A1 = torch.eye(3, dtype=torch.float64).expand(1, 1, 3, 3)
-    t1, _ = G.cast(A1, torch.tensor([[[0.0, 0.0, 10.0]]], dtype=torch.float64), torch.ones(1, 1, 3, dtype=torch.float64),
+    t1, _ = geom.cast(A1, torch.tensor([[[0.0, 0.0, 10.0]]], dtype=torch.float64), torch.ones(1, 1, 3, dtype=torch.float64),
                    torch.ones(1, 1, dtype=torch.bool), 16, hair_fn=None)
-    u16, v16 = G.pixel_grid(16, torch.float64)
+    u16, v16 = geom.pixel_grid(16, torch.float64)
     centre = (u16.abs() < 0.1) & (v16.abs() < 0.1)
-    uu = torch.tensor([0.0625]) * G.TAN_HALF_FOV  # |u| = |v| = 1/16 at the 4 central pixels
+    uu = torch.tensor([0.0625]) * geom.TAN_HALF_FOV  # |u| = |v| = 1/16 at the 4 central pixels
     r2 = 2 * uu**2
     expect = (10 - torch.sqrt(100 - 99 * (1 + r2))) / (1 + r2)  # |t d - c| = 1 with d = (su, sv, 1)
     torch.testing.assert_close(t1[0][centre], expect.float().expand(4), atol=1e-4, rtol=0)
@@ -60,10 +60,10 @@ def test_rotation_conventions():
     f = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
     up = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
     d = torch.tensor([90.0], dtype=torch.float64)
-    torch.testing.assert_close(G.rot_yaw(d)[0] @ f, torch.tensor([-1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(G.rot_pitch(d)[0] @ f, torch.tensor([0, 1.0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(G.rot_roll(d)[0] @ up, torch.tensor([-1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
-    for R in (G.rot_yaw, G.rot_pitch, G.rot_roll):
+    torch.testing.assert_close(geom.rot_yaw(d)[0] @ f, torch.tensor([-1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(geom.rot_pitch(d)[0] @ f, torch.tensor([0, 1.0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(geom.rot_roll(d)[0] @ up, torch.tensor([-1.0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    for R in (geom.rot_yaw, geom.rot_pitch, geom.rot_roll):
         M = R(torch.tensor([37.0], dtype=torch.float64))[0]
         torch.testing.assert_close(M @ M.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
 
