@@ -8,7 +8,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "facedis_aug"
 # a package may import only packages of a lower rank (equal rank: not each other)
-RANK = {"_version": 0, "ops": 0, "data": 1, "gan": 2, "decompose": 2, "encode": 3, "directions": 4, "export": 5,
+RANK = {"_lazy": -1, "_version": 0, "ops": 0, "data": 1, "gan": 2, "decompose": 2, "encode": 3, "directions": 4, "export": 5,
         "augment": 6, "recipe": 7, "pipeline": 8, "cli": 9, "__init__": 10}
 
 

@@ -1,6 +1,7 @@
 """Every name `facedis_aug` advertises resolves, and importing the package stays cheap."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,15 @@ def test_every_public_name_is_the_object_its_module_defines():
         assert getattr(value, "__module__", module) == module, (name, value.__module__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         facedis_aug.nope  # noqa: B018
+
+
+def test_reading_a_recipe_loads_no_torch():
+    # every stage's config module is a light leaf (the package faces are lazy)
+    code = ("import sys; from facedis_aug.recipe import load_recipe; load_recipe('recipes/tiny.yaml'); "
+            "print(','.join(m for m in ('torch', 'numpy', 'scipy', 'timm') if m in sys.modules))")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout.strip()
+    assert out == ""
 
 
 def test_import_loads_no_heavy_modules():

@@ -11,8 +11,7 @@ Names are imported lazily so that `import facedis_aug.augment` loads no models o
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_face
 
 _PUBLIC = {
     "SyntheticPoseFaces": "facedis_aug.augment.synthetic",
@@ -27,8 +26,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'facedis_aug.augment' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_face(__name__, _PUBLIC)

@@ -61,6 +61,10 @@ OUTPUT_CHOICES = ("tensor", "pil")
 VERIFY_CHOICES = ("header", "full")
 ALPHA_BACKGROUND = (128, 128, 128)  # transparent pixels become mid-grey (0 in [-1, 1])
 _HEAD_BYTES = 16
+# The check opens every file, and one process builds the same folder source more than once (the
+# pipeline's data report, then the gan stage): a check of unchanged files is reused.
+_CHECKED: dict[tuple, tuple[list, list, list]] = {}
+_CHECKED_MAX = 4
 
 
 class Sample(NamedTuple):
@@ -235,7 +239,15 @@ class ImageFolderFaces(ReplacingFaces):
             candidates = self._list_zip()
         else:
             raise ValueError(f"{self.root} is neither a folder nor a .zip archive")
-        found = self._check_all(candidates)
+        key = self._check_key(candidates)
+        if key in _CHECKED:
+            found, skipped, ignored = (list(x) for x in _CHECKED[key])
+            self.skipped, self.ignored = skipped, ignored
+        else:
+            found = self._check_all(candidates)
+            _CHECKED[key] = (list(found), list(self.skipped), list(self.ignored))
+            while len(_CHECKED) > _CHECKED_MAX:
+                _CHECKED.pop(next(iter(_CHECKED)))
         if not found:
             detail = f"; {len(self.skipped)} broken, first: {self.skipped[0][0]} ({self.skipped[0][1]})" if self.skipped else ""
             raise ValueError(f"no readable images in {self.root} ({len(candidates)} files looked at{detail})")
@@ -290,6 +302,23 @@ class ImageFolderFaces(ReplacingFaces):
                 return f.read(_HEAD_BYTES)
         with open(self.root / rel, "rb") as f:
             return f.read(_HEAD_BYTES)
+
+    def _check_key(self, candidates: list[str]) -> tuple:
+        """What the check's result depends on: the settings and every candidate's size, mtime and mode
+        (for a zip, the archive's)."""
+        if self.is_zip:
+            st = self.root.stat()
+            files: tuple = (st.st_size, st.st_mtime_ns, tuple(candidates))
+        else:
+            stats = []
+            for rel in candidates:
+                try:
+                    st = (self.root / rel).stat()
+                    stats.append((rel, st.st_size, st.st_mtime_ns, st.st_mode))
+                except OSError:
+                    stats.append((rel, -1, -1, -1))
+            files = tuple(stats)
+        return (str(self.root.resolve()), self.is_zip, self.min_size, self.verify, files)
 
     def _check_all(self, candidates: list[str]) -> list[tuple[str, str]]:
         """(rel, format) of the candidates that pass the check; the others go to skipped/ignored."""

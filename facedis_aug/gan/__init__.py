@@ -1,37 +1,25 @@
 """Stage 1: StyleGAN2 in plain PyTorch with the paper's decorrelation loss on the mapping network.
 
-Later stages need only `load_generator` and `generate` (no training code is imported by them).
+Names are imported lazily (later stages need only `load_generator` and `generate`, and reading a recipe
+only the config), so `import facedis_aug.gan` loads no networks or training code.
 """
-from .config import GanConfig
-from .loss import decorrelation_loss, decorrelation_stats
-from .networks import (
-    Discriminator,
-    DiscriminatorConfig,
-    Generator,
-    GeneratorConfig,
-    generate,
-    load_generator,
-    seeds_to_z,
-)
+from __future__ import annotations
 
+from .._lazy import lazy_face
 
-def train_gan(*args, **kwargs):
-    """See `facedis_aug.gan.train.train_gan` (imported on first use so loading a generator stays light)."""
-    from .train import train_gan as _train_gan
-
-    return _train_gan(*args, **kwargs)
-
-
-__all__ = [
-    "GanConfig",
-    "Generator",
-    "GeneratorConfig",
-    "Discriminator",
-    "DiscriminatorConfig",
-    "decorrelation_loss",
-    "decorrelation_stats",
-    "generate",
-    "load_generator",
-    "seeds_to_z",
-    "train_gan",
-]
+_PUBLIC = {
+    "GanConfig": "facedis_aug.gan.config",
+    "MetricsConfig": "facedis_aug.gan.config",
+    "decorrelation_loss": "facedis_aug.gan.loss",
+    "decorrelation_stats": "facedis_aug.gan.loss",
+    "Discriminator": "facedis_aug.gan.networks",
+    "DiscriminatorConfig": "facedis_aug.gan.networks",
+    "Generator": "facedis_aug.gan.networks",
+    "GeneratorConfig": "facedis_aug.gan.networks",
+    "generate": "facedis_aug.gan.networks",
+    "load_generator": "facedis_aug.gan.networks",
+    "seeds_to_z": "facedis_aug.gan.networks",
+    "train_gan": "facedis_aug.gan.train",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_face(__name__, _PUBLIC)

@@ -1,32 +1,14 @@
-"""Bottom layer: file I/O, image grids, logging helpers. Imports nothing else from the package."""
-from .io import (
-    atomic_write,
-    load_safetensors,
-    load_training_state,
-    path_inside,
-    read_json,
-    save_image_grid,
-    save_safetensors,
-    sha256_file,
-    to_uint8_image,
-    training_state_tensors,
-    write_json,
-    JsonlLogger,
-)
-from .resize import resize_square
+"""Bottom layer: file I/O, image grids, logging helpers, configs, linear algebra. Imports nothing else
+from the package. Names are imported lazily, so `ops.dataconf` (the recipe parser) loads no torch."""
+from __future__ import annotations
 
-__all__ = [
-    "atomic_write",
-    "load_safetensors",
-    "load_training_state",
-    "path_inside",
-    "read_json",
-    "resize_square",
-    "save_image_grid",
-    "save_safetensors",
-    "sha256_file",
-    "to_uint8_image",
-    "training_state_tensors",
-    "write_json",
-    "JsonlLogger",
-]
+from .._lazy import lazy_face
+
+_PUBLIC = {
+    **{name: "facedis_aug.ops.io" for name in (
+        "atomic_write", "load_safetensors", "load_training_state", "path_inside", "read_json", "save_image_grid",
+        "save_safetensors", "sha256_file", "to_uint8_image", "training_state_tensors", "write_json", "JsonlLogger")},
+    "resize_square": "facedis_aug.ops.resize",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_face(__name__, _PUBLIC)

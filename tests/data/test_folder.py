@@ -362,3 +362,23 @@ def test_images_below_min_size_are_skipped_and_the_run_says_where_the_list_is(tm
     assert line == f"data: 1 images from {root}, 3 skipped (list: {tmp_path / 'data_skipped.txt'})"
     listed = (tmp_path / "data_skipped.txt").read_text().splitlines()
     assert len(listed) == 3 and any(x.startswith(str(root / "dot.png") + "\ttoo small") for x in listed)
+
+
+def test_a_folder_is_checked_once_per_process_until_its_files_change(tmp_path: Path, monkeypatch):
+    root = tmp_path / "faces"
+    root.mkdir()
+    _save(root / "a.png", Image.new("RGB", (32, 32), (10, 20, 30)), "PNG")
+    (root / "b.png").write_text("not an image")
+    calls = []
+    real = ImageFolderFaces._check_all
+    monkeypatch.setattr(ImageFolderFaces, "_check_all", lambda self, c: calls.append(len(c)) or real(self, c))
+    first = ImageFolderFaces(root, resolution=16)
+    again = ImageFolderFaces(root, resolution=16)  # the pipeline's data report, then the gan stage
+    assert calls == [2] and len(again) == len(first) == 1 and again.skipped == first.skipped
+    again.skipped.append(("x", "y"))  # each dataset owns its lists
+    assert len(ImageFolderFaces(root, resolution=16).skipped) == 1
+    # a changed file, a new file or other settings are checked again
+    _save(root / "b.png", Image.new("RGB", (32, 32), (1, 2, 3)), "PNG")
+    assert len(ImageFolderFaces(root, resolution=16)) == 2 and calls == [2, 2]
+    ImageFolderFaces(root, resolution=16, min_size=20)
+    assert calls == [2, 2, 2]
