@@ -252,7 +252,8 @@ class Decomposer(nn.Module):
         """[B, S, S] network output -> canonical depth.
 
         Layered: face_depth - shape_prior * cap + depth_residual * tanh(raw), a convex face the net cannot
-        turn hollow. Head surface: the prior ellipsoid's radius + depth_residual * tanh(raw). Single mesh (unsup3d): mean-centred, tanh into [min_depth, max_depth], border clamped."""
+        turn hollow. Head surface: the prior ellipsoid's radius + depth_residual * tanh(raw). Single mesh
+        (unsup3d): mean-centred, tanh into [min_depth, max_depth], border clamped."""
         cfg = self.cfg
         if cfg.surface == "head":
             return self.head_radius + cfg.depth_residual * torch.tanh(raw)
