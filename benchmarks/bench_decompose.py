@@ -15,6 +15,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-head                 world-plain with the head surface (radius over longitude/latitude)
     world-plain-wide                 world-plain with the albedo/depth nets twice as wide (32 ch, 128-d)
     world-plain-relief003            world-plain with depth_residual 0.03
+    world-plain-prior008             world-plain with shape_prior 0.08 (a deeper head)
     world-plain-fixed-sigma          world-plain with a fixed confidence (sigma = 1: a plain L1)
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
@@ -59,6 +60,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "world-plain-head": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"surface": "head"}},
     "world-plain-wide": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"channels": 32, "bottleneck": 128}},
     "world-plain-relief003": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"depth_residual": 0.03}},
+    "world-plain-prior008": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"shape_prior": 0.08}},
     "world-plain-fixed-sigma": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"confidence": "fixed"}},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
@@ -68,7 +70,8 @@ ARMS: dict[str, dict[str, Any]] = {
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 # ablations of one setting, run on request (not by default)
-VARIANTS = {"gan-aug-unsup3d", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-fixed-sigma"}
+VARIANTS = {"gan-aug-unsup3d", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
+            "world-plain-fixed-sigma"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB"]

@@ -104,11 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args(argv)
     t0 = time.time()
-    # the tiny recipe's prior ellipse (the world's heads with their hair)
-    cfg = DecomposeConfig(image_size=args.size, shape_prior_axes=(0.75, 0.95))
+    # the tiny recipe's prior ellipse (the world's heads with their hair); the nets are never run (narrow)
+    cfg = DecomposeConfig(image_size=args.size, shape_prior_axes=(0.75, 0.95), channels=4, bottleneck=4,
+                          head_channels=4, conf_channels=4, conf_bottleneck=4)
     renderer = Renderer(args.size, cfg.fov)
-    model = Decomposer(DecomposeConfig(image_size=args.size, shape_prior_axes=(0.75, 0.95), channels=4, bottleneck=4,
-                                       head_channels=4, conf_channels=4, conf_bottleneck=4))
+    model = Decomposer(cfg)  # for its background layer (`background_of`)
     rows = []
     for light in ("flat", "world"):
         faces = world_faces(args.size, args.identities, args.seed, flat=light == "flat")

@@ -86,10 +86,11 @@ def _gan_stage(ctx: StageContext) -> dict[str, Any]:
         from .gan.metrics import GanMetrics
 
         metrics = GanMetrics(cfg.metrics, ctx.device)  # a missing weights file is said once, and labelled
+        # real images from their own stream (seed + 1), so the training order is untouched; read once, at
+        # the first snapshot (GanMetrics keeps their features)
+        real = training_batches(source, cfg.metrics.batch_size, seed=recipe.run.seed + 1, start_step=0)
 
         def on_snapshot(G, step):
-            # real images from their own stream (seed + 1), so the training order is untouched
-            real = training_batches(source, cfg.metrics.batch_size, seed=recipe.run.seed + 1, start_step=0)
             return metrics(G, real, ppl=cfg.metrics.ppl)
 
     path = train_gan(cfg, make_batches, ctx.stage_dir("gan"), seed=recipe.run.seed, device=ctx.device,
