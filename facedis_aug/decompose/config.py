@@ -131,6 +131,13 @@ class DecomposeConfig:
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
     saturated: float = 0.995
     flip_weight: float = 0.5  # weight of the horizontally flipped (symmetry) branch (unsup3d)
+    # view cycle (ours): the model's own face layer, detached, re-rendered over its background at a random
+    # known (pitch, yaw) in +-view_cycle_range, must be read back at that view by the view head; the
+    # weight of the L1 in units of the view ranges. It ties the view head's scale to the face layer's
+    # geometry, which the photometric loss alone leaves compressed (world yaw slope 0.63 even at
+    # |yaw| <= 15). Only the view head gets its gradient. 0 turns it off.
+    view_cycle: float = 0.0
+    view_cycle_range: tuple[float, float] = (20.0, 60.0)  # (pitch, yaw) half-ranges in degrees
     # flip symmetry fixes the canonical yaw and roll but not the pitch: any tilted frame is as
     # symmetric. This weight times (batch-mean pitch / 10 degrees)^2 pins the canonical pitch to the
     # data's mean pitch (ours; measured: with mutual reconstruction the frame drifted to +15 degrees
@@ -192,6 +199,10 @@ class DecomposeConfig:
         if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:
             raise ValueError(f"need conf_floor > 0, light_floor in [0, 1), saturated in (0, 1]; got "
                              f"{self.conf_floor}, {self.light_floor}, {self.saturated}")
+        if self.view_cycle < 0 or len(self.view_cycle_range) != 2 or not (
+                0.0 <= self.view_cycle_range[0] <= self.pitch_range and 0.0 <= self.view_cycle_range[1] <= self.rot_range):
+            raise ValueError(f"need view_cycle >= 0 and view_cycle_range (pitch, yaw) within (pitch_range, rot_range); "
+                             f"got {self.view_cycle}, {self.view_cycle_range}")
         if self.pitch_gauge < 0:
             raise ValueError(f"pitch_gauge must be >= 0, got {self.pitch_gauge}")
         for name in ("mutual_eps", "aug_momentum", "aug_share"):

@@ -5,7 +5,8 @@
 
 with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d,
 plus pitch_gauge * (batch-mean pitch / 10 degrees)^2, which fixes the canonical frame's pitch (see
-DecomposeConfig.pitch_gauge).
+DecomposeConfig.pitch_gauge), and view_cycle * `view_cycle_loss` (the view head reading back known
+views of the model's own face layer; DecomposeConfig.view_cycle).
 The paper swaps with probability eps; we use its expectation, the weighted sum, which is what the
 paper's overall loss writes and has lower variance.
 """
@@ -170,6 +171,29 @@ def _reconstruction_loss(
                           alpha=None if out.alpha is None else out.alpha[:b])
 
 
+def view_cycle_loss(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer, d: Decomposition,
+                    gen: Optional[torch.Generator] = None) -> Tensor:
+    """L1 between random known views and the view head's reading of d's face layer rendered at them.
+
+    d's maps are detached and re-rendered (over d's own background) at pitch, yaw ~ U[-r, r] with
+    r = cfg.view_cycle_range, roll and translation kept; the error is in units of pitch_range and
+    rot_range, the roll's (read back as rendered) of roll_range. Only the view head receives gradient."""
+    b = d.view.shape[0]
+    pr, yr = cfg.view_cycle_range
+    with torch.no_grad():
+        u = torch.rand(b, 2, generator=gen).to(d.view.device) * 2 - 1
+        view = d.view.detach().clone()
+        view[:, 0], view[:, 1] = u[:, 0] * pr, u[:, 1] * yr
+        fixed = Decomposition(view=view, light=d.light.detach(), albedo=d.albedo.detach(), depth=d.depth.detach(),
+                              conf=d.conf, conf_perc=d.conf_perc,
+                              alpha=None if d.alpha is None else d.alpha.detach(),
+                              background=None if d.background is None else d.background.detach())
+        image = model.reconstruct(renderer, fixed).image.clamp(-1, 1)
+    read = model.view_from_raw(model.net_view(image))
+    scale = view.new_tensor([cfg.pitch_range, cfg.rot_range, cfg.roll_range]).clamp(min=1e-6)
+    return ((read[:, :3] - view[:, :3]).abs() / scale).mean()
+
+
 def decomposition_loss(
     cfg: DecomposeConfig,
     model: Decomposer,
@@ -195,5 +219,9 @@ def decomposition_loss(
         gauge = cfg.pitch_gauge * (d.view[:, 0].mean() / 10.0) ** 2
         terms["pitch_gauge"] = gauge.item()
         total = total + gauge
+    if cfg.view_cycle > 0:
+        cycle = cfg.view_cycle * view_cycle_loss(cfg, model, renderer, d)
+        terms["view_cycle"] = cycle.item()
+        total = total + cycle
     terms["total"] = total.item()
     return StepOutput(total=total, terms=terms, decomposition=d, recon=rendered.image, mask=rendered.mask)
