@@ -123,7 +123,7 @@ class DecomposeConfig:
     # fixed: sigma = 1, a plain L1 (ours). World images, 3000 steps, 3 seeds: yaw slope 0.288 fixed vs 0.224
     # learned (MAE 28.6 vs 31.7, depth alike; benchmarks/results/decompose_fixed_sigma_seeds.md); on the
     # harness alike (0.374 vs 0.390). The tiny recipe uses "fixed"; "learned" stays the default for recipes
-    with the perceptual loss, whose confidence maps unsup3d relies on and we have not measured without.
+    # with the perceptual loss, whose confidence maps unsup3d relies on and we have not measured without.
     confidence: Literal["learned", "fixed"] = "learned"
     # ambient and diffuse intensities live in [light_floor, 1]: with mutual reconstruction they died at
     # ~1e-9 and the render went black (ours; unsup3d: [0, 1])
