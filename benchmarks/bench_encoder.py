@@ -34,7 +34,7 @@ from benchmarks.bench_encoder_parts import (  # noqa: E402
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict  # noqa: E402
 from facedis_aug.augment.engine import Engine, open_bundle  # noqa: E402
-from facedis_aug.directions.bundle import Bundle  # noqa: E402
+from facedis_aug.bundle import Bundle  # noqa: E402
 from facedis_aug.encode.model import relative_w_error  # noqa: E402
 
 

@@ -362,7 +362,7 @@ def run_arm(arm: str, seed: int, cache: Cache, s: Settings, test: dict[str, torc
 # ---------------------------------------------------------------------------------- main
 def open_bundle_checked(arg: str | None, cache: Cache, s: Settings, train: bool = True) -> tuple[Path, dict[str, Any]]:
     """resolve_bundle, then record its id in the cache (refusing another bundle) and check its data."""
-    from facedis_aug.directions.bundle import Bundle
+    from facedis_aug.bundle import Bundle
 
     bundle, info = resolve_bundle(arg, cache, s, train)
     b = Bundle.load(bundle)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_results  # noqa: E402
 from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict  # noqa: E402
-from facedis_aug.directions.bundle import Bundle  # noqa: E402
+from facedis_aug.bundle import Bundle  # noqa: E402
 from facedis_aug.directions.semantics import SEMANTICS, measure_semantics  # noqa: E402
 
 # Table 2 of the paper (StyleGAN2 on FFHQ, truth from a 3D landmarker): |corr| with (pitch, yaw)

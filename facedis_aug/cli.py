@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _info(path: str) -> str:
-    from .directions.bundle import ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle
+    from .bundle import ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle
 
     b = Bundle.load(path)
     m = b.manifest
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> Any:
             print(f"{name}: max |ONNX Runtime - PyTorch| = {diff:.3g} ({report['seconds'][name]} s)")
         print(f"bundle {args.bundle}: manifest updated")
     elif args.command == "draw":
-        from .directions.pictures import draw_strips
+        from .bundle import draw_strips
 
         out = Path(args.out) if args.out else Path(args.bundle).resolve().parent / "strips"
         for p in draw_strips(args.bundle, args.seed, out):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..directions.bundle import ENCODER, ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
+from ..bundle import ENCODER, ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
 from ..ops.linear import edit_latent, s_to_value, value_to_s
 
 Backend = Literal["torch", "onnx"]
@@ -125,12 +125,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
     dirs = b.directions
     if "yaw" not in dirs:
         raise BundleError(f"{b.path / 'directions.json'}: no 'yaw' direction; this bundle cannot pose faces")
-    calibration = {}
-    for name, entry in b.info["directions"].items():
-        if name in dirs and entry.get("kind", "univariate") == "univariate" and "units_per_sigma" in entry:
-            k = float(entry["units_per_sigma"])
-            if k != 0.0 and np.isfinite(k):
-                calibration[name] = (float(entry.get("intercept", 0.0)), k)
+    calibration = b.calibrations()
     if "yaw" not in calibration:
         raise BundleError(f"{b.path / 'directions.json'}: the 'yaw' direction has no degrees calibration (units_per_sigma)")
     if backend == "onnx" and ENCODER in listed and ENCODER_ONNX not in listed:

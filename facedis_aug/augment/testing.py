@@ -81,7 +81,7 @@ def make_tiny_bundle(
     """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir;
     `encoder`: add a random encoder (and encoder.onnx with `onnx`), max_l1 overriding its measured bound."""
     from ..decompose.model import save_decomposer
-    from ..directions.bundle import write_bundle
+    from ..bundle import write_bundle
     from ..gan.networks import generator_metadata
 
     out_dir = Path(out_dir)

@@ -1,7 +1,7 @@
 """Pictures of the directions: manipulation strips (paper Fig. 4 and Fig. 7) and component maps (Fig. 6).
 
 A strip is G(edit_latent(w, v, s, sigma)) for s in s_values (paper Fig. 7: s from -4 to 4). Rows of
-strips are written as one labelled PNG. `draw_strips` draws them for any bundle and seed.
+strips are written as one labelled PNG. `facedis_aug.bundle.draw_strips` draws them for any bundle and seed.
 """
 from __future__ import annotations
 
@@ -121,38 +121,3 @@ def strips_png(
     if not rows:
         raise ValueError("strips_png: no directions to draw")
     return save_labelled_rows(torch.cat(rows), labels, path, col_labels=[f"s={s:+g}" for s in s_values])
-
-
-def draw_strips(
-    bundle_path: str | os.PathLike,
-    seed: int,
-    out_dir: str | os.PathLike,
-    names: Sequence[str] | None = None,
-    s_values: Sequence[float] = DEFAULT_S,
-    device: str = "cpu",
-) -> list[Path]:
-    """Draw manipulation strips of a bundle for one seed: `strips_univariate_seed<seed>.png` and
-    `strips_local_seed<seed>.png` (or one `strips_seed<seed>.png` when `names` is given). Returns the paths."""
-    from .bundle import Bundle
-
-    bundle = Bundle.load(bundle_path, device=device)
-    w = bundle.sample_w(1, seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dirs = bundle.directions
-    if names is not None:
-        missing = [n for n in names if n not in dirs]
-        if missing:
-            raise KeyError(f"unknown direction(s) {missing}; the bundle has {sorted(dirs)}")
-        groups = {f"strips_seed{seed}.png": list(names)}
-    else:
-        groups = {
-            f"strips_univariate_seed{seed}.png": [n for n in dirs if bundle.kind(n) == "univariate"],
-            f"strips_local_seed{seed}.png": [n for n in dirs if bundle.kind(n) == "local"],
-        }
-    paths = []
-    for fname, group in groups.items():
-        if group:
-            sig = {n: bundle.sigma(n) for n in group}
-            paths.append(strips_png(bundle, w, {n: dirs[n] for n in group}, sig, out_dir / fname, s_values))
-    return paths

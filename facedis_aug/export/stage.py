@@ -4,7 +4,7 @@
       generator.onnx, view_head.onnx     (export.onnx: true)
       encoder.onnx                       (export.onnx and export.encoder, when the encode stage ran)
       export_report.json                 exporter, opset, max |ONNX - PyTorch| per model
-      bundle/                            what the user ships (see facedis_aug.directions.bundle)
+      bundle/                            what the user ships (see facedis_aug.bundle)
 
 `export_bundle_onnx(bundle_dir)` does the same for an existing bundle (`facedis-aug export BUNDLE`).
 Each ONNX file is compared with PyTorch right after export; a difference above
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..directions.bundle import ENCODER_ONNX, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
+from ..bundle import ENCODER_ONNX, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
 from ..ops.io import atomic_write, read_json, sha256_file, write_json
 from .config import ExportConfig
 from .onnx import export_generator, export_view_head, max_abs_difference

@@ -13,7 +13,7 @@ from facedis_aug.augment.engine import Engine, open_bundle, to_unit_range
 from facedis_aug.augment.real import FaceInputError, central_mask
 from facedis_aug.augment.testing import make_tiny_bundle
 from facedis_aug.augment.transforms import PoseExtrapolate
-from facedis_aug.directions.bundle import Bundle, BundleError
+from facedis_aug.bundle import Bundle, BundleError
 
 
 @pytest.fixture(scope="module")

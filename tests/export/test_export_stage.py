@@ -8,7 +8,7 @@ import pytest
 
 from facedis_aug.augment.testing import make_tiny_bundle
 from facedis_aug.cli import main
-from facedis_aug.directions.bundle import Bundle, BundleError
+from facedis_aug.bundle import Bundle, BundleError
 from facedis_aug.export.onnx import OnnxGenerator
 from facedis_aug.export.stage import add_to_bundle, run_export_stage
 from facedis_aug.pipeline import StageContext

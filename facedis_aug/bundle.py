@@ -24,6 +24,7 @@ that the file is missing.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import shutil
 from pathlib import Path
@@ -32,8 +33,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
-from ..ops.linear import edit_latent, s_to_value, value_to_s
+from .ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
+from .ops.linear import edit_latent, s_to_value, value_to_s
 
 FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
@@ -64,45 +65,20 @@ def _recipe_dict(recipe: Any) -> dict[str, Any] | None:
     raise TypeError(f"recipe must be a Recipe, a dict or None, got {type(recipe).__name__}")
 
 
-def run_dir_sources(run_dir: str | os.PathLike) -> dict[str, Path]:
-    """Bundle file name -> source path inside a run folder (the ONNX files only when the export stage wrote them)."""
-    run_dir = Path(run_dir)
-    src = {
-        "generator.safetensors": run_dir / "gan" / "gan.safetensors",
-        "decomposer.safetensors": run_dir / "decompose" / "decomposer.safetensors",
-        "directions.safetensors": run_dir / "directions" / "directions.safetensors",
-        "directions.json": run_dir / "directions" / "directions.json",
-    }
-    if (run_dir / "encode" / ENCODER).is_file():
-        src[ENCODER] = run_dir / "encode" / ENCODER
-    for name in OPTIONAL_FILES:
-        if name != ENCODER and (run_dir / "export" / name).is_file():
-            src[name] = run_dir / "export" / name
-    return src
-
-
 def write_bundle(
-    source: str | os.PathLike | Mapping[str, str | os.PathLike],
+    sources: Mapping[str, str | os.PathLike],
     out_dir: str | os.PathLike,
     recipe: Any = None,
 ) -> Path:
-    """Assemble a bundle in `out_dir` and return its path.
-
-    source: a run folder (files found by `run_dir_sources`; recipe read from its recipe.yaml when
-    not given) or an explicit mapping bundle-file-name -> path holding every REQUIRED_FILES entry
-    (and optionally generator.onnx). Files are copied atomically; the manifest is written last,
-    so a crash never leaves a folder that verifies.
+    """Assemble a bundle in `out_dir` from `sources` (bundle file name -> path, every REQUIRED_FILES
+    entry and any OPTIONAL_FILES) and return its path. Where a run folder keeps these files is the
+    pipeline's business (the export stage gathers them). Files are copied atomically; the manifest is
+    written last, so a crash never leaves a folder that verifies.
     """
     out_dir = Path(out_dir)
-    if isinstance(source, Mapping):
-        sources = {k: Path(v) for k, v in source.items()}
-    else:
-        run_dir = Path(source)
-        sources = run_dir_sources(run_dir)
-        if recipe is None and (run_dir / "recipe.yaml").is_file():
-            import yaml
-
-            recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    if not isinstance(sources, Mapping):
+        raise TypeError(f"sources must map bundle file names to paths, got {type(sources).__name__}")
+    sources = {k: Path(v) for k, v in sources.items()}
     unknown = sorted(set(sources) - set(REQUIRED_FILES) - set(OPTIONAL_FILES))
     if unknown:
         raise BundleError(f"{unknown[0]}: not a bundle file; expected {', '.join(REQUIRED_FILES + OPTIONAL_FILES)}")
@@ -122,7 +98,7 @@ def write_bundle(
         if src.resolve() != dst.resolve():
             _copy_atomic(src, dst)
         files[name] = {"sha256": sha256_file(dst), "bytes": dst.stat().st_size}
-    from .._version import __version__
+    from ._version import __version__
 
     manifest = {
         "format": FORMAT,
@@ -137,34 +113,31 @@ def write_bundle(
 
 
 def _load_generator(path: Path, device: str) -> Any:
-    from ..gan.networks import load_generator
+    from .gan.networks import load_generator
 
     return load_generator(path, device=device)
 
 
 def _load_decomposer(path: Path, device: str) -> Any:
-    from ..decompose.model import load_decomposer
+    from .decompose.model import load_decomposer
 
-    try:
-        return load_decomposer(path, device=device)
-    except TypeError:  # a loader without a device argument
-        return load_decomposer(path).to(device)
+    return load_decomposer(path, device=device)
 
 
 def _load_encoder(path: Path, device: str) -> Any:
-    from ..encode.model import load_encoder
+    from .encode.model import load_encoder
 
     return load_encoder(path, device=device)
 
 
 def _generate(G: Any, **kwargs: Any) -> Tensor:
-    from ..gan.networks import generate
+    from .gan.networks import generate
 
     return generate(G, **kwargs)
 
 
 def _seeds_to_z(seeds: Sequence[int], z_dim: int) -> Tensor:
-    from ..gan.networks import seeds_to_z
+    from .gan.networks import seeds_to_z
 
     return seeds_to_z(seeds, z_dim)
 
@@ -265,7 +238,7 @@ class Bundle:
     def encode(self, images: Tensor, refine_steps: int | None = None) -> Tensor:
         """Latents w [B, d] of images [B, 3, H, W] in [-1, 1] (resized as needed): the encoder's answer
         refined by `refine_steps` Adam steps on the image L1 (None = the encoder's default, 0 = none)."""
-        from ..encode.model import encode_images
+        from .encode.model import encode_images
 
         w, _ = encode_images(self.encoder, self.generator, images.to(self.device), refine_steps)
         return w
@@ -303,6 +276,17 @@ class Bundle:
         """The semantic value (its units) that edit(w, name, s) produces under the linear model."""
         e = self._calibration(name)
         return s_to_value(s, e["intercept"], e["units_per_sigma"])
+
+    def calibrations(self) -> dict[str, tuple[float, float]]:
+        """Name -> (intercept, units_per_sigma) of every univariate semantic with a usable (finite,
+        non-zero) calibration: the linear model of Eq. 2 that value_to_s / s_to_value use."""
+        out = {}
+        for name, e in self.info["directions"].items():
+            if name in self._directions and e.get("kind", "univariate") == "univariate" and "units_per_sigma" in e:
+                k = float(e["units_per_sigma"])
+                if k != 0.0 and math.isfinite(k):
+                    out[name] = (float(e.get("intercept", 0.0)), k)
+        return out
 
     def yaw_to_s(self, deg: float | Tensor) -> float | Tensor:
         """s for a target yaw in degrees (positive = face turned to the image's left)."""
@@ -366,3 +350,39 @@ def _read_directions(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     # keep the order of directions.json (univariate semantics first, then local_000, ...)
     order = [n for n in info["directions"] if n in directions]
     return info, {n: directions[n] for n in order}
+
+
+def draw_strips(
+    bundle_path: str | os.PathLike,
+    seed: int,
+    out_dir: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    s_values: Sequence[float] | None = None,
+    device: str = "cpu",
+) -> list[Path]:
+    """Draw manipulation strips of a bundle for one seed: `strips_univariate_seed<seed>.png` and
+    `strips_local_seed<seed>.png` (or one `strips_seed<seed>.png` when `names` is given). Returns the paths."""
+    from .directions.pictures import DEFAULT_S, strips_png
+
+    bundle = Bundle.load(bundle_path, device=device)
+    w = bundle.sample_w(1, seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dirs = bundle.directions
+    if names is not None:
+        missing = [n for n in names if n not in dirs]
+        if missing:
+            raise KeyError(f"unknown direction(s) {missing}; the bundle has {sorted(dirs)}")
+        groups = {f"strips_seed{seed}.png": list(names)}
+    else:
+        groups = {
+            f"strips_univariate_seed{seed}.png": [n for n in dirs if bundle.kind(n) == "univariate"],
+            f"strips_local_seed{seed}.png": [n for n in dirs if bundle.kind(n) == "local"],
+        }
+    paths = []
+    for fname, group in groups.items():
+        if group:
+            sig = {n: bundle.sigma(n) for n in group}
+            paths.append(strips_png(bundle, w, {n: dirs[n] for n in group}, sig, out_dir / fname,
+                                    DEFAULT_S if s_values is None else s_values))
+    return paths

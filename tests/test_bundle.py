@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import facedis_aug.directions.bundle as bundle_mod
-from facedis_aug.directions.bundle import FORMAT_VERSION, Bundle, BundleError, write_bundle
-from facedis_aug.directions.pictures import draw_strips, manipulation_strip
+import facedis_aug.bundle as bundle_mod
+from facedis_aug.bundle import FORMAT_VERSION, Bundle, BundleError, draw_strips, write_bundle
+from facedis_aug.directions.pictures import manipulation_strip
 from facedis_aug.directions.semantics import measure_semantics
 from facedis_aug.directions.stage import compute_directions
 from facedis_aug.ops.io import load_safetensors, save_safetensors
 
-# the stand-ins (linear generator, planted decomposer) live beside this file in test_stage.py
-_spec = importlib.util.spec_from_file_location("_directions_standins", Path(__file__).with_name("test_stage.py"))
+# the stand-ins (linear generator, planted decomposer) live in directions/test_stage.py
+_spec = importlib.util.spec_from_file_location("_directions_standins", Path(__file__).parent / "directions" / "test_stage.py")
 standins = sys.modules.setdefault("_directions_standins", importlib.util.module_from_spec(_spec))
 if not hasattr(standins, "StandInG"):
     _spec.loader.exec_module(standins)
@@ -58,13 +58,23 @@ def run_dir(tmp_path_factory) -> Path:
     _save_module(Dec, run / "decompose" / "decomposer.safetensors")
     cfg = standins.tiny_cfg(num_samples=2000)
     compute_directions(G, Dec, cfg, run / "directions", pictures=False, say=lambda s: None)
-    (run / "recipe.yaml").write_text("run:\n  name: standin\n")
     return run
+
+
+def _sources(run: Path) -> dict[str, Path]:
+    """The bundle files at their pipeline paths (what the export stage gathers), ONNX when present."""
+    src = {"generator.safetensors": run / "gan" / "gan.safetensors",
+           "decomposer.safetensors": run / "decompose" / "decomposer.safetensors",
+           "directions.safetensors": run / "directions" / "directions.safetensors",
+           "directions.json": run / "directions" / "directions.json"}
+    if (run / "export" / "generator.onnx").is_file():
+        src["generator.onnx"] = run / "export" / "generator.onnx"
+    return src
 
 
 @pytest.fixture()
 def bundle_dir(run_dir, tmp_path) -> Path:
-    return write_bundle(run_dir, tmp_path / "bundle")
+    return write_bundle(_sources(run_dir), tmp_path / "bundle", recipe={"run": {"name": "standin"}})
 
 
 def test_round_trip(bundle_dir, run_dir):
@@ -155,7 +165,7 @@ def test_unlisted_required_file_and_optional_onnx(bundle_dir, run_dir, tmp_path)
     (run_dir / "export").mkdir(exist_ok=True)
     (run_dir / "export" / "generator.onnx").write_bytes(b"not really onnx")
     try:
-        b = Bundle.load(write_bundle(run_dir, tmp_path / "with_onnx"))
+        b = Bundle.load(write_bundle(_sources(run_dir), tmp_path / "with_onnx"))
         assert b.onnx_path == tmp_path / "with_onnx" / "generator.onnx"
         assert "generator.onnx" in b.manifest["files"]
     finally:
@@ -211,7 +221,7 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
     ctx = StageContext(recipe=recipe_from_dict({"directions": settings}), run_dir=run, device="cpu")
     outputs = run_directions_stage(ctx)  # the pipeline's entry: loads both files from the run folder
     assert (run / "directions" / outputs["strips_univariate"]).is_file()  # 32 px images drawn through the real G
-    b = Bundle.load(write_bundle(run, tmp_path / "bundle"))
+    b = Bundle.load(write_bundle(_sources(run), tmp_path / "bundle"))
     torch.testing.assert_close(b.generate(seeds=[1, 2]), generate(G, seeds=[1, 2]))
     info = b.info["directions"]
     assert all(0.0 <= info[k]["r2"] <= 1.0 for k in b.directions if b.kind(k) == "univariate")
