@@ -69,6 +69,19 @@ class Recipe:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
+    def __post_init__(self) -> None:
+        # constraints between sections, checked when the recipe loads rather than after the stages that
+        # come first have run: least squares over w needs more samples than dim(w) (Eq. 3)
+        d = self.gan.w_dim
+        for key in ("num_pairs", "jacobian_pairs"):
+            n = getattr(self.directions, key)
+            if n <= d:
+                raise ValueError(f"directions.{key} = {n} must exceed gan.w_dim = {d} (Eq. 3 needs N > d)")
+        dec = self.decompose
+        if dec.yaw_aug and dec.source == "generator" and dec.aug_buffer <= d:
+            raise ValueError(f"decompose.aug_buffer = {dec.aug_buffer} must exceed gan.w_dim = {d} "
+                             "(the yaw augmentation's least-squares v_yaw needs N > d)")
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
@@ -124,9 +137,14 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recip
         recipe_from_dict(tree)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    for i in range(len(overrides)):  # the file is fine: the first override that breaks it is to blame
-        try:
-            recipe_from_dict(tree, overrides[: i + 1])
-        except ConfigError as e:
-            raise ConfigError(f"override {overrides[i]!r} (command line): {e}") from None
-    return recipe_from_dict(tree, overrides)
+    try:
+        return recipe_from_dict(tree, overrides)
+    except ConfigError as full:
+        # the file is fine: the first override that breaks it is to blame (overrides that are only valid
+        # together, like a larger gan.w_dim with more directions.num_pairs, pass the full set above)
+        for i in range(len(overrides)):
+            try:
+                recipe_from_dict(tree, overrides[: i + 1])
+            except ConfigError as e:
+                raise ConfigError(f"override {overrides[i]!r} (command line): {e}") from None
+        raise full

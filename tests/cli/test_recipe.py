@@ -116,3 +116,18 @@ def test_top_level_list_and_duplicate_keys_are_refused_naming_the_file(tmp_path)
     p = write(tmp_path, "gan:\n  batch: 4\n  kimg: 1\n  batch: 8\n")
     with pytest.raises(ConfigError, match=rf"^{p}: key 'batch' given twice \(lines 2 and 4\)"):
         load_recipe(p)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("directions.num_pairs=100", "directions.num_pairs = 100 must exceed gan.w_dim = 128"),
+    ("directions.jacobian_pairs=128", "directions.jacobian_pairs = 128 must exceed gan.w_dim = 128"),
+    ("decompose.aug_buffer=64", "decompose.aug_buffer = 64 must exceed gan.w_dim = 128"),
+])
+def test_constraints_between_sections_are_checked_when_the_recipe_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+    # the same buffer is fine without yaw augmentation, where it is never used
+    load_recipe(REPO / "recipes" / "tiny.yaml", ["decompose.aug_buffer=64", "decompose.yaw_aug=false"])
+    # overrides valid only together: a larger w with more pairs, in either order
+    load_recipe(REPO / "recipes" / "tiny.yaml", ["gan.w_dim=1024", "directions.num_pairs=2048",
+                                                 "directions.jacobian_pairs=2048", "decompose.aug_buffer=2048"])
