@@ -23,7 +23,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import RESULTS, write_results  # noqa: E402
 from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict  # noqa: E402
 from facedis_aug.bundle import Bundle  # noqa: E402
 from facedis_aug.directions.semantics import SEMANTICS, measure_semantics  # noqa: E402
@@ -89,6 +89,52 @@ def edit_response(bundle: Bundle, regressor: Any, name: str, n: int, seed: int, 
     cal = bundle.info["directions"][name].get("units_per_sigma")
     cal = float(cal) if cal is not None else float("nan")
     return {"s": list(scales), "mean_true": means, "true_per_sigma": slope, "bundle_units_per_sigma": cal, "n": n}
+
+
+REACH_S = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
+
+
+def oracle_direction(w: Tensor, true_yaw: Tensor) -> tuple[Tensor, float, float]:
+    """Evaluation-only v_yaw: the least-squares direction of the regressor's yaw over w [N, d] (what a
+    perfect decomposer would give the directions stage). Returns (unit v [d], sigma_w, R^2)."""
+    from facedis_aug.ops.linear import projection_std
+
+    wc = (w - w.mean(0)).double()
+    y = (true_yaw - true_yaw.mean()).double()
+    g = torch.linalg.lstsq(wc, y[:, None]).solution[:, 0]
+    r2 = 1.0 - float(((wc @ g - y) ** 2).sum() / (y @ y).clamp(min=1e-12))
+    v = (g / g.norm()).float()
+    return v, projection_std(w, v), r2
+
+
+@torch.no_grad()
+def reach_curve(bundle: Bundle, regressor: Any, v: Tensor, sigma: float, n: int, seed: int,
+                scales: tuple[float, ...] = REACH_S) -> tuple[list[float], Tensor]:
+    """Mean regressor yaw of G(Eq. 4 edit along v by s sigma) over n faces, per s; and the first 4
+    faces' images per s [4 * len(scales), 3, R, R] for a picture."""
+    from facedis_aug.ops.linear import edit_latent
+
+    w = bundle.sample_w(n, seed=seed)
+    means, shown = [], []
+    for s in scales:
+        img = bundle.generate(w=edit_latent(w, v.to(w.device), s, sigma)).clamp(-1, 1)
+        means.append(float(predict(regressor, img)["yaw"].mean()))
+        shown.append(img[:4].cpu())
+    return means, torch.stack(shown, 1).flatten(0, 1)
+
+
+def delivered_reach(asked: list[float], delivered: list[float], tol: float = 0.15) -> float:
+    """Largest |asked| (degrees) up to which every asked yaw on that side is delivered within tol * |asked|
+    (DESIGN.md's reach), min over the two sides; asked 0 counts as met."""
+    reach = []
+    for side in (1, -1):
+        best = 0.0
+        for a, d in sorted(((a, d) for a, d in zip(asked, delivered) if a * side > 0), key=lambda t: abs(t[0])):
+            if abs(d - a) > tol * abs(a):
+                break
+            best = abs(a)
+        reach.append(best)
+    return min(reach)
 
 
 def scatter_png(path: Path, m: dict[str, Tensor], proj: dict[str, Tensor], corr: dict, dcorr: dict) -> None:
@@ -164,6 +210,23 @@ def main() -> None:
     response = {n: edit_response(bundle, regressor, n, args.edit_faces, args.seed + args.samples)
                 for n in ("yaw", "pitch") if n in names and args.edit_faces > 0}
 
+    # how far can the generator turn a head at all? The oracle direction (fitted to the regressor's yaw)
+    # against the learned v_yaw, both pushed along Eq. 4 to +-8 sigma
+    reach: dict[str, Any] = {}
+    if "yaw" in names and args.edit_faces > 0:
+        v_or, sig_or, r2_or = oracle_direction(m["w"], m["true_yaw"])
+        seed_r = args.seed + args.samples + args.edit_faces
+        learned, img_l = reach_curve(bundle, regressor, dirs["yaw"], bundle.sigma("yaw"), args.edit_faces, seed_r)
+        oracle, img_o = reach_curve(bundle, regressor, v_or, sig_or, args.edit_faces, seed_r)
+        asked = [float(bundle.s_to_yaw(s_)) for s_ in REACH_S]
+        reach = {"s": list(REACH_S), "learned_asked_yaw": asked, "learned_delivered_yaw": learned,
+                 "learned_reach_deg": delivered_reach(asked, learned), "oracle_delivered_yaw": oracle,
+                 "oracle_r2": r2_or, "oracle_sigma": sig_or, "oracle_cos_learned": float(v_or @ dirs["yaw"]),
+                 "oracle_span_deg": (min(oracle), max(oracle)), "n": args.edit_faces}
+        from facedis_aug.ops.io import save_image_grid
+
+        save_image_grid(torch.cat([img_l, img_o]), Path(args.out_dir or RESULTS) / f"{args.name}_reach.png",
+                        nrow=len(REACH_S))
     rows = []
     for n in names:
         e = bundle.info["directions"].get(n, {})
@@ -217,12 +280,19 @@ def main() -> None:
                   f"{r['true_per_sigma']:+.3g} deg per sigma (bundle calibration from the decomposer: "
                   f"{r['bundle_units_per_sigma']:+.3g}); mean true {n} per s: {', '.join(f'{v:.1f}' for v in r['mean_true'])}. "
                   for n, r in response.items())
+        + (f"Reach (Eq. 4 along a direction, s = {REACH_S[0]:g}..{REACH_S[-1]:g} sigma, {reach['n']} faces, yaw read by the "
+           f"regressor): learned v_yaw asked {', '.join(f'{v:.1f}' for v in reach['learned_asked_yaw'])} deg, delivered "
+           f"{', '.join(f'{v:.1f}' for v in reach['learned_delivered_yaw'])} (reach within 15%: {reach['learned_reach_deg']:.1f} deg); "
+           f"oracle direction (least squares of the regressor's yaw over w, R^2 {reach['oracle_r2']:.2f}, cos to v_yaw "
+           f"{reach['oracle_cos_learned']:+.2f}) delivers {', '.join(f'{v:.1f}' for v in reach['oracle_delivered_yaw'])}: "
+           f"how far this generator turns a head along its best linear direction. Picture: {args.name}_reach.png (rows: "
+           "4 faces along v_yaw, then the same 4 along the oracle; columns: s). " if reach else "")
         + f"Generated pose (regressor): {fmt(gen_pose)}. "
         "Caveat: the regressor sees GAN samples, not world renders; its error on them is unknown and likely larger than "
         f"on world images. CPU shared with other jobs (2 cores, single torch thread); measuring took {t_measure:.0f} s."
     )
     extra = {"regressor": str(reg_path), "regressor_meta": regressor.meta, "regressor_heldout_mae": mae_world,
-             "regressor_heldout_mae_data_pose": mae_dist, "decomposer_vs_regressor": agree, "edit_response": response, "generated_pose": gen_pose,
+             "regressor_heldout_mae_data_pose": mae_dist, "decomposer_vs_regressor": agree, "edit_response": response, "reach": reach, "generated_pose": gen_pose,
              "signed_corr_true": corr, "signed_corr_decomposer": dcorr, "samples": args.samples, "seed": args.seed,
              "bundle": str(args.bundle), "bundle_recipe": recipe}
     out = write_results(args.name, rows, f"Table 2 analogue: |corr(w.v, pose)| on {args.samples} generated faces",

@@ -124,7 +124,10 @@ def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
 def _directions_stage(ctx: StageContext) -> dict[str, Any]:
     from .directions.stage import run_directions_stage
 
-    return run_directions_stage(ctx)
+    recipe = ctx.recipe
+    world = recipe.data.synthetic if recipe.data.source == "synthetic" else None
+    return run_directions_stage(ctx.output_of("gan", "gan.safetensors"), ctx.output_of("decompose", "decomposer.safetensors"),
+                                recipe.directions, ctx.stage_dir("directions"), device=ctx.device, world=world)
 
 
 def _encode_stage(ctx: StageContext) -> dict[str, Any]:
@@ -157,7 +160,16 @@ def _encode_stage(ctx: StageContext) -> dict[str, Any]:
 def _export_stage(ctx: StageContext) -> dict[str, Any]:
     from .export.stage import run_export_stage
 
-    return run_export_stage(ctx)
+    sources = {
+        "generator.safetensors": ctx.output_of("gan", "gan.safetensors"),
+        "decomposer.safetensors": ctx.output_of("decompose", "decomposer.safetensors"),
+        "directions.safetensors": ctx.output_of("directions", "directions.safetensors"),
+        "directions.json": ctx.output_of("directions", "directions.json"),
+    }
+    # optional: runs without the encode stage (or from before it) give bundles without an encoder
+    if (ctx.stage_dir("encode") / "encoder.safetensors").is_file():
+        sources["encoder.safetensors"] = ctx.output_of("encode", "encoder.safetensors")
+    return run_export_stage(sources, ctx.recipe.export, ctx.stage_dir("export"), recipe=ctx.recipe.to_dict())
 
 
 def stage_functions() -> dict[str, StageFn]:
@@ -347,9 +359,3 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
         say(f"[{stage}] done in {seconds:.0f} s")
         status[stage] = "done"
     return status
-
-
-def stage_status(run_dir: str | Path) -> dict[str, dict[str, Any] | None]:
-    """DONE.json contents (or None) for every stage of a run folder."""
-    run_dir = Path(run_dir)
-    return {s: (read_json(run_dir / s / "DONE.json") if (run_dir / s / "DONE.json").exists() else None) for s in STAGES}

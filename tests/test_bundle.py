@@ -213,13 +213,13 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
     run = tmp_path / "run"
     save_safetensors(run / "gan" / "gan.safetensors", G.state_dict(), generator_metadata(G))
     save_decomposer(Dec, run / "decompose" / "decomposer.safetensors")
+    from facedis_aug.directions.config import DirectionsConfig
     from facedis_aug.directions.stage import run_directions_stage
-    from facedis_aug.pipeline import StageContext
-    from facedis_aug.recipe import recipe_from_dict
 
-    settings = dict(num_pairs=24, jacobian_pairs=20, num_samples=200, P=4, iterations=20)
-    ctx = StageContext(recipe=recipe_from_dict({"directions": settings}), run_dir=run, device="cpu")
-    outputs = run_directions_stage(ctx)  # the pipeline's entry: loads both files from the run folder
+    cfg = DirectionsConfig(num_pairs=24, jacobian_pairs=20, num_samples=200, P=4, iterations=20)
+    # the stage's entry: loads both files
+    outputs = run_directions_stage(run / "gan" / "gan.safetensors", run / "decompose" / "decomposer.safetensors", cfg,
+                                   run / "directions")
     assert (run / "directions" / outputs["strips_univariate"]).is_file()  # 32 px images drawn through the real G
     b = Bundle.load(write_bundle(_sources(run), tmp_path / "bundle"))
     torch.testing.assert_close(b.generate(seeds=[1, 2]), generate(G, seeds=[1, 2]))

@@ -132,6 +132,12 @@ class DecomposeConfig:
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
     saturated: float = 0.995
     flip_weight: float = 0.5  # weight of the horizontally flipped (symmetry) branch (unsup3d)
+    # weight of an L1 between the image gradients of reconstruction and target (`losses.gradient_l1`),
+    # both branches (ours; unsup3d's perceptual loss plays this part, and it needs VGG16 weights we
+    # cannot download). Given the world's own depth, a 3x3-blurred albedo moved the layered loss's
+    # preferred yaw for a true 30 degrees to 25, a 5x5 blur to 0 (yaw_landscape.md): sharp features
+    # carry the pose. 0 turns it off.
+    gradient_weight: float = 0.0
     # view cycle (ours): the model's own face layer, detached, re-rendered over its background at a random
     # known (pitch, yaw) in +-view_cycle_range, must be read back at that view by the view head; the
     # weight of the L1 in units of the view ranges. It ties the view head's scale to the face layer's
@@ -200,6 +206,8 @@ class DecomposeConfig:
         if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:
             raise ValueError(f"need conf_floor > 0, light_floor in [0, 1), saturated in (0, 1]; got "
                              f"{self.conf_floor}, {self.light_floor}, {self.saturated}")
+        if self.gradient_weight < 0:
+            raise ValueError(f"gradient_weight must be >= 0, got {self.gradient_weight}")
         if self.view_cycle < 0 or len(self.view_cycle_range) != 2 or not (
                 0.0 <= self.view_cycle_range[0] <= self.pitch_range and 0.0 <= self.view_cycle_range[1] <= self.rot_range):
             raise ValueError(f"need view_cycle >= 0 and view_cycle_range (pitch, yaw) within (pitch_range, rot_range); "

@@ -4,6 +4,7 @@
     total = (1 - eps) * L_recon(own albedo, depth) + eps * L~_recon(partner's albedo, depth)
 
 with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d,
+(+ gradient_weight * the same two branches' `gradient_l1`, ours),
 plus pitch_gauge * (batch-mean pitch / 10 degrees)^2, which fixes the canonical frame's pitch (see
 DecomposeConfig.pitch_gauge), and view_cycle * `view_cycle_loss` (the view head reading back known
 views of the model's own face layer; DecomposeConfig.view_cycle).
@@ -45,6 +46,19 @@ def photometric_l1(recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor) -
     # the decomposer's sigma has a floor (DecomposeConfig.conf_floor); EPS only guards other callers
     loss = (recon - target).abs() * math.sqrt(2.0) / (sigma + EPS) + torch.log(sigma + EPS)
     return _masked_mean(loss, mask[:, None])
+
+
+def gradient_l1(recon: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean L1 between the horizontal and vertical finite differences of recon and target [B, 3, H, W],
+    over pixel pairs that are both valid (mask [B, H, W] bool). Weighs edges (eyes, mouth, the face's
+    outline), whose positions carry the pose, which a blurry albedo under a plain L1 gives away."""
+    if recon.shape != target.shape or mask.shape != recon.shape[:1] + recon.shape[2:]:
+        raise ValueError(f"shapes: recon {tuple(recon.shape)}, target {tuple(target.shape)}, mask {tuple(mask.shape)}")
+    d = recon - target
+    m = mask[:, None]
+    dx, mx = (d[..., :, 1:] - d[..., :, :-1]).abs(), m[..., :, 1:] & m[..., :, :-1]
+    dy, my = (d[..., 1:, :] - d[..., :-1, :]).abs(), m[..., 1:, :] & m[..., :-1, :]
+    return (_masked_mean(dx, mx) + _masked_mean(dy, my)) / 2
 
 
 def vgg16_relu3_3() -> nn.Sequential:
@@ -160,6 +174,10 @@ def _reconstruction_loss(
     loss = l1 + cfg.flip_weight * l1_flip
     terms[f"{prefix}l1"] = l1.item()
     terms[f"{prefix}l1_flip"] = l1_flip.item()
+    if cfg.gradient_weight > 0:
+        grad = gradient_l1(rec, images, mask) + cfg.flip_weight * gradient_l1(rec_flip, images, mask)
+        loss = loss + cfg.gradient_weight * grad
+        terms[f"{prefix}grad_l1"] = grad.item()
     if perceptual is not None and perceptual.available and cfg.perceptual_weight > 0:
         p = perceptual(rec, images, conf_perc[:, 0:1], mask)
         p_flip = perceptual(rec_flip, images, conf_perc[:, 1:2], mask)

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.linear import fit_directions_with_r2
-from .semantics import decompose_latents, sample_w
 
 CHANNELS = ("albedo_r", "albedo_g", "albedo_b", "depth")
 
@@ -83,24 +82,6 @@ def jacobian_from_samples(w: Tensor, maps: Tensor, chunk: int = 4096, scales: Te
     finite = r2[torch.isfinite(r2)]
     mean_r2 = float(finite.mean()) if finite.numel() else math.nan
     return {"J": J, "r2": r2, "scales": scales, "mean_r2": mean_r2}
-
-
-def learn_jacobian(
-    G: nn.Module,
-    decomposer: nn.Module,
-    num_pairs: int,
-    seed: int = 0,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    progress: Any = None,
-) -> dict[str, Any]:
-    """Sample num_pairs pairs (N > d), generate, decompose, and regress J* (see jacobian_from_samples)."""
-    d = int(G.w_dim)
-    if num_pairs <= d:
-        raise ValueError(f"jacobian pairs must exceed the latent size d = {d} (Eq. 3 needs N > d); got {num_pairs}")
-    w = sample_w(G, 2 * num_pairs, seed, device)
-    dec = decompose_latents(G, decomposer, w, batch_size, keep_maps=True, progress=progress)
-    return jacobian_from_samples(w.cpu(), canonical_stack(dec.albedo, dec.depth))
 
 
 def component_maps(u: Tensor, size: int) -> Tensor:

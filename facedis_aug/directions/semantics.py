@@ -174,26 +174,3 @@ def univariate_from_samples(w: Tensor, y: Tensor, w_sigma: Tensor, names: tuple[
             "unit": SEMANTIC_UNITS.get(name, "units"),
         }
     return {"directions": directions, "info": info}
-
-
-def learn_univariate(
-    G: nn.Module,
-    decomposer: nn.Module,
-    num_pairs: int,
-    num_sigma_samples: int,
-    seed: int = 0,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    progress: Any = None,
-) -> dict[str, Any]:
-    """Sample N pairs, generate, decompose and solve Eq. 3 for the 14 semantics (see univariate_from_samples).
-
-    N = num_pairs must exceed d = G.w_dim. sigma_w uses num_sigma_samples further w = F(z).
-    """
-    d = int(G.w_dim)
-    if num_pairs <= d:
-        raise ValueError(f"num_pairs must exceed the latent size d = {d} (Eq. 3 needs N > d); got {num_pairs}")
-    w = sample_w(G, 2 * num_pairs, seed, device)
-    dec = decompose_latents(G, decomposer, w, batch_size, keep_maps=False, progress=progress)
-    w_sigma = sample_w(G, num_sigma_samples, seed + 1, device)
-    return univariate_from_samples(w, dec.semantics, w_sigma)

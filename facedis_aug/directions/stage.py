@@ -25,6 +25,7 @@ is background. A component's region is where most of its |u_p| mass lies (`clust
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from ..ops.io import load_safetensors, save_image_grid, save_safetensors, write_json
 from ..ops.linear import projection_std
+from .config import DirectionsConfig
 from .jacobian import CHANNELS, canonical_stack, component_maps, jacobian_from_samples
 from .semantics import SEMANTICS, decompose_latents, sample_w, univariate_from_samples
 
@@ -277,15 +279,16 @@ def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, ou
     return outputs
 
 
-def run_directions_stage(ctx: Any) -> dict[str, str]:
-    """Pipeline entry (ctx: facedis_aug.pipeline.StageContext): load gan/gan.safetensors and
-    decompose/decomposer.safetensors, run `compute_directions` into ctx.stage_dir('directions')."""
+def run_directions_stage(generator_path: str | os.PathLike, decomposer_path: str | os.PathLike, cfg: DirectionsConfig,
+                         out_dir: str | os.PathLike, *, device: str = "cpu", world: Any = None) -> dict[str, str]:
+    """The directions stage from files: load the generator and decomposer, run `compute_directions`
+    into out_dir. world: the synthetic world's settings when the training data is that world (its
+    region masks name the localized directions' parts), else None."""
     from ..decompose.model import load_decomposer
     from ..gan.networks import load_generator
 
-    device = str(ctx.device)
-    G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=device)
-    dec = load_decomposer(ctx.output_of("decompose", "decomposer.safetensors"), device=device)
-    data = ctx.recipe.data
-    regions = world_region_masks(dec.cfg.image_size, data.synthetic) if data.source == "synthetic" else None
-    return compute_directions(G, dec, ctx.recipe.directions, ctx.stage_dir("directions"), device=device, regions=regions)
+    device = str(device)
+    G = load_generator(generator_path, device=device)
+    dec = load_decomposer(decomposer_path, device=device)
+    regions = world_region_masks(dec.cfg.image_size, world) if world is not None else None
+    return compute_directions(G, dec, cfg, out_dir, device=device, regions=regions)

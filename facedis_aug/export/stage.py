@@ -96,26 +96,18 @@ def export_bundle_onnx(bundle_dir: str | os.PathLike, cfg: ExportConfig | None =
     return report
 
 
-def run_export_stage(ctx: Any) -> dict[str, Any]:
-    """Pipeline entry (ctx: facedis_aug.pipeline.StageContext): write run/export/bundle/ from the
-    gan, decompose and directions stages (and the encoder when the encode stage wrote one), with the
-    ONNX files when recipe.export.onnx is on."""
+def run_export_stage(sources: Mapping[str, str | os.PathLike], cfg: ExportConfig, out_dir: str | os.PathLike,
+                     recipe: Any = None) -> dict[str, Any]:
+    """The export stage from files: write out_dir/bundle/ from `sources` (bundle file name -> path:
+    the generator, decomposer and directions, and the encoder when there is one), with the ONNX files
+    when cfg.onnx is on; `recipe` (a dict) goes into the manifest."""
     from ..decompose.model import load_decomposer
     from ..encode.model import load_encoder
     from ..gan.networks import load_generator
 
-    cfg: ExportConfig = ctx.recipe.export
-    out = Path(ctx.stage_dir("export"))
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = {
-        "generator.safetensors": ctx.output_of("gan", "gan.safetensors"),
-        "decomposer.safetensors": ctx.output_of("decompose", "decomposer.safetensors"),
-        "directions.safetensors": ctx.output_of("directions", "directions.safetensors"),
-        "directions.json": ctx.output_of("directions", "directions.json"),
-    }
-    # optional: run folders from before the encode stage (or runs without it) give bundles without one
-    if (Path(ctx.stage_dir("encode")) / "encoder.safetensors").is_file():
-        sources["encoder.safetensors"] = ctx.output_of("encode", "encoder.safetensors")
+    sources = {k: Path(v) for k, v in sources.items()}
     outputs: dict[str, Any] = {}
     extra: dict[str, Path] = {}
     if cfg.onnx:
@@ -130,7 +122,6 @@ def run_export_stage(ctx: Any) -> dict[str, Any]:
         outputs.update({f"max_abs_diff_{k.split('.')[0]}": v for k, v in report["max_abs_diff"].items()})
         outputs["export_report"] = "export_report.json"
     bundle_dir = out / "bundle"
-    recipe = ctx.recipe.to_dict() if hasattr(ctx.recipe, "to_dict") else ctx.recipe
     write_bundle({**sources, **extra}, bundle_dir, recipe=recipe)
     Bundle.load(bundle_dir)  # the folder we hand over must verify
     outputs["bundle"] = "bundle"

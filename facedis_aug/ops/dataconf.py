@@ -43,14 +43,13 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             if type(None) in args:
                 return None
             raise ConfigError(f"{key}: null is not allowed; expected {_type_name(tp)}")
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _convert(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: {value!r} is not {_type_name(tp)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from facedis_aug import Bundle
-from facedis_aug.pipeline import run_pipeline, stage_status
+from facedis_aug.ops.io import read_json
+from facedis_aug.pipeline import STAGES, run_pipeline
 from facedis_aug.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def micro_run(tmp_path_factory):
 def test_all_stages_finish_and_hand_over_files(micro_run):
     out, recipe, status = micro_run
     assert status == {"gan": "done", "decompose": "done", "directions": "done", "encode": "done", "export": "done"}
-    done = stage_status(out)
+    done = {s: read_json(out / s / "DONE.json") if (out / s / "DONE.json").exists() else None for s in STAGES}
     assert all(done[s] is not None for s in status)
     for rel in ["gan/gan.safetensors", "decompose/decomposer.safetensors", "directions/directions.safetensors",
                 "directions/directions.json", "encode/encoder.safetensors", "encode/eval.json", "export/encoder.onnx",

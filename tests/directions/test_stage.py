@@ -15,8 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from facedis_aug.directions.config import DirectionsConfig
-from facedis_aug.directions.jacobian import canonical_scales, canonical_stack, jacobian_from_samples, learn_jacobian
-from facedis_aug.directions.semantics import SEMANTICS, learn_univariate, measure_semantics, resize_for_decomposer
+from facedis_aug.directions.jacobian import canonical_scales, canonical_stack, jacobian_from_samples
+from facedis_aug.directions.semantics import (SEMANTICS, decompose_latents, measure_semantics, resize_for_decomposer,
+                                              sample_w, univariate_from_samples)
 from facedis_aug.directions.stage import compute_directions, region_masks
 from facedis_aug.ops.io import load_safetensors, read_json
 
@@ -184,8 +185,10 @@ def test_jacobian_of_planted_linear_map_recovered():
     assert float(scales[0]) == 1.0
     s2 = canonical_scales(normalise_maps(maps, scales))
     torch.testing.assert_close(s2, torch.ones(2, dtype=torch.float64), atol=1e-5, rtol=0)
-    # the sampling wrapper (generate -> decompose -> regress) gives the same planted J
-    res2 = learn_jacobian(G, Dec, num_pairs=24, seed=1, batch_size=16)
+    # from sampled latents (generate -> decompose -> regress, as the stage does) the same planted J
+    w = sample_w(G, 48, 1, "cpu")
+    dec = decompose_latents(G, Dec, w, 16, keep_maps=True)
+    res2 = jacobian_from_samples(w.cpu(), canonical_stack(dec.albedo, dec.depth))
     per_row2 = torch.cat([res2["scales"][0].repeat(3 * SIZE * SIZE), res2["scales"][1].repeat(SIZE * SIZE)])
     torch.testing.assert_close(res2["J"].double() * per_row2[:, None], Dec.J, atol=2e-4, rtol=1e-3)
 
@@ -243,15 +246,19 @@ def test_stage_writes_pictures_and_resumes(stage_run, tmp_path):
 
 
 def test_univariate_needs_more_pairs_than_dims():
-    with pytest.raises(ValueError, match="exceed"):
-        learn_univariate(StandInG(), StandInDecomposer(), num_pairs=D, num_sigma_samples=10)
+    with pytest.raises(ValueError, match="num_pairs"):
+        compute_directions(StandInG(), StandInDecomposer(), tiny_cfg(num_pairs=D), Path("/nonexistent-never-written"),
+                           say=lambda s: None)  # fmt: skip
     with pytest.raises(ValueError, match="jacobian_pairs"):
         compute_directions(StandInG(), StandInDecomposer(), tiny_cfg(jacobian_pairs=D), Path("/nonexistent-never-written"),
                            say=lambda s: None)  # fmt: skip
 
 
-def test_learn_univariate_standalone_and_resize():
-    res = learn_univariate(StandInG(), StandInDecomposer(), num_pairs=40, num_sigma_samples=200, seed=5, batch_size=16)
+def test_univariate_from_sampled_latents_and_resize():
+    G, Dec = StandInG(), StandInDecomposer()
+    w = sample_w(G, 80, 5, "cpu")
+    sem = decompose_latents(G, Dec, w, 16, keep_maps=False).semantics
+    res = univariate_from_samples(w, sem, sample_w(G, 200, 6, "cpu"))
     assert set(res["directions"]) == set(SEMANTICS) - {"tz"}
     # resize: a 32 px image becomes 64 px, a 128 px one is area-averaged (constant stays constant)
     x = torch.full((2, 3, 128, 128), 0.25)

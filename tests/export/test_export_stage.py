@@ -11,7 +11,8 @@ from facedis_aug.cli import main
 from facedis_aug.bundle import Bundle, BundleError
 from facedis_aug.export.onnx import OnnxGenerator
 from facedis_aug.export.stage import add_to_bundle, run_export_stage
-from facedis_aug.pipeline import StageContext
+from facedis_aug.export.config import ExportConfig
+from facedis_aug.pipeline import StageContext, stage_functions
 from facedis_aug.recipe import recipe_from_dict
 
 
@@ -31,11 +32,15 @@ def _run_folder(bundle, root):
     return root
 
 
+def _export(run, recipe):
+    """The pipeline's export stage on a run folder (it gathers the files and calls run_export_stage)."""
+    return stage_functions()["export"](StageContext(recipe=recipe, run_dir=run, device="cpu"))
+
+
 def test_run_export_stage_writes_verified_bundle(plain_bundle, tmp_path):
     run = _run_folder(plain_bundle, tmp_path / "run")
     recipe = recipe_from_dict({"export": {"exporter": "torchscript", "check_batch": 2}})
-    ctx = StageContext(recipe=recipe, run_dir=run, device="cpu")
-    out = run_export_stage(ctx)
+    out = _export(run, recipe)
     bundle_dir = run / "export" / "bundle"
     b = Bundle.load(bundle_dir)  # verifies every listed hash
     assert set(out["bundle_files"]) == set(b.manifest["files"]) >= {"generator.onnx", "view_head.onnx", "generator.safetensors"}
@@ -50,17 +55,19 @@ def test_run_export_stage_writes_verified_bundle(plain_bundle, tmp_path):
 
 def test_run_export_stage_without_onnx(plain_bundle, tmp_path):
     run = _run_folder(plain_bundle, tmp_path / "run")
-    ctx = StageContext(recipe=recipe_from_dict({"export": {"onnx": False}}), run_dir=run, device="cpu")
-    out = run_export_stage(ctx)
+    out = _export(run, recipe_from_dict({"export": {"onnx": False}}))
     assert set(Bundle.load(run / "export" / "bundle").manifest["files"]) == {
         "generator.safetensors", "decomposer.safetensors", "directions.safetensors", "directions.json"}
     assert "max_abs_diff_generator" not in out
 
 
-def test_run_export_stage_names_missing_stage(tmp_path):
-    ctx = StageContext(recipe=recipe_from_dict({}), run_dir=tmp_path, device="cpu")
+def test_run_export_stage_names_missing_stage_and_file(plain_bundle, tmp_path):
     with pytest.raises(FileNotFoundError, match="gan"):
-        run_export_stage(ctx)
+        _export(tmp_path, recipe_from_dict({}))
+    sources = {n: plain_bundle / n for n in ("generator.safetensors", "decomposer.safetensors", "directions.safetensors")}
+    sources["directions.json"] = tmp_path / "nowhere.json"
+    with pytest.raises(BundleError, match="directions.json"):
+        run_export_stage(sources, ExportConfig(onnx=False), tmp_path / "export")
 
 
 def test_add_to_bundle_rehashes_and_tampering_is_caught(plain_bundle, tmp_path):
