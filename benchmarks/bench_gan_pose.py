@@ -1,0 +1,158 @@
+"""Pose coverage of stage-1 generators: does the generator draw the turned heads its data has?
+
+For each run folder, N faces G(w) (seeds 0..N-1, truncation 1) and N of the run's own training
+images are read by the evaluation-only pose regressor (benchmarks/pose_regressor.py, trained on the
+synthetic world with labels; never used by the method). Reported per run: the yaw histogram's total
+variation distance to the data's (10-degree bins over [-90, 90]; target <= 0.15, issue 14), the
+share of faces read beyond |yaw| 45 against the data's, yaw and pitch std, and the regressor's
+reading of the data against the data's true labels (how far to trust the reader). Each run also gets
+RUN/gan/pose_coverage.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_gan_pose.py --runs runs/tiny [runs/other ...] --name gan_pose
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict  # noqa: E402
+from facedis_aug.ops.io import write_json  # noqa: E402
+
+BINS = torch.linspace(-90.0, 90.0, 19)  # 10-degree bins
+TV_TARGET = 0.15
+
+
+def histogram(yaw: Tensor) -> Tensor:
+    """Share of yaw values [N] per 10-degree bin over [-90, 90] (values outside are clamped in)."""
+    idx = torch.bucketize(yaw.clamp(-89.999, 89.999), BINS[1:-1])
+    return torch.bincount(idx, minlength=len(BINS) - 1).double() / max(1, yaw.numel())
+
+
+def total_variation(p: Tensor, q: Tensor) -> float:
+    return 0.5 * float((p - q).abs().sum())
+
+
+@torch.no_grad()
+def generated_pose(gen_path: Path, regressor: Any, n: int, batch: int = 100) -> dict[str, Tensor]:
+    from facedis_aug.gan.networks import generate, load_generator
+
+    G = load_generator(gen_path)
+    out: dict[str, list[Tensor]] = {"yaw": [], "pitch": []}
+    for i in range(0, n, batch):
+        p = predict(regressor, generate(G, seeds=range(i, min(i + batch, n))).clamp(-1, 1))
+        for k in out:
+            out[k].append(p[k])
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def data_pose(run: Path, regressor: Any, n: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """Regressor reading of n training images of the run's recipe, and their true labels (world only)."""
+    from facedis_aug.data.stream import make_source
+    from facedis_aug.recipe import load_recipe
+
+    recipe = load_recipe(run / "recipe.yaml")
+    source = make_source(recipe.data, recipe.gan.resolution)
+    n = min(n, len(source))
+    if hasattr(source, "batch"):  # the synthetic world: images with their labels
+        images, labels = source.batch(torch.arange(n))
+    else:  # an image folder: no labels
+        images, labels = torch.stack([source[i][0] for i in range(n)]), None
+    p = predict(regressor, images * 2 - 1)
+    truth = None
+    if isinstance(labels, dict) and "yaw" in labels:
+        truth = {"yaw": labels["yaw"].float(), "pitch": labels["pitch"].float()}
+    return {"yaw": p["yaw"], "pitch": p["pitch"]}, truth
+
+
+def coverage(gen: dict[str, Tensor], data: dict[str, Tensor]) -> dict[str, Any]:
+    hg, hd = histogram(gen["yaw"]), histogram(data["yaw"])
+    return {
+        "yaw_tv": total_variation(hg, hd),
+        "share_gt45_generated": float((gen["yaw"].abs() > 45).float().mean()),
+        "share_gt45_data": float((data["yaw"].abs() > 45).float().mean()),
+        "yaw_std_generated": float(gen["yaw"].std()),
+        "yaw_std_data": float(data["yaw"].std()),
+        "pitch_std_generated": float(gen["pitch"].std()),
+        "pitch_std_data": float(data["pitch"].std()),
+        "hist_generated": hg.tolist(),
+        "hist_data": hd.tolist(),
+    }
+
+
+def histogram_png(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    from matplotlib.figure import Figure  # a figure object: the user's pyplot backend is left alone
+
+    fig = Figure(figsize=(3.4 * len(results), 2.8))
+    centers = ((BINS[1:] + BINS[:-1]) / 2).numpy()
+    for i, (name, r) in enumerate(results.items()):
+        ax = fig.add_subplot(1, len(results), i + 1)
+        ax.bar(centers, r["hist_data"], width=9, alpha=0.5, label="training data")
+        ax.bar(centers, r["hist_generated"], width=5, alpha=0.7, label="generated")
+        ax.set_title(f"{name}: TV {r['yaw_tv']:.2f}", fontsize=8)
+        ax.set_xlabel("yaw read by the regressor (deg)", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", nargs="+", required=True, help="run folders with gan/gan.safetensors and recipe.yaml")
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--regressor", default=None, help="pose regressor weights (default: the cached one, trained when missing)")
+    ap.add_argument("--name", default="gan_pose")
+    ap.add_argument("--out-dir", default=None)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    regressor = None
+    rows, results = [], {}
+    for run in map(Path, args.runs):
+        gen_path = run / "gan" / "gan.safetensors"
+        if not gen_path.is_file():
+            raise SystemExit(f"{gen_path} is missing: train the gan stage first")
+        from facedis_aug.recipe import load_recipe
+
+        recipe = load_recipe(run / "recipe.yaml")
+        if regressor is None:
+            syn = recipe.data.synthetic
+            reg_path = Path(args.regressor) if args.regressor else get_or_train(
+                recipe.gan.resolution, world_seed=syn.seed, num_identities=syn.num_identities)
+            regressor = load_pose_regressor(reg_path)
+        gen = generated_pose(gen_path, regressor, args.samples)
+        data, truth = data_pose(run, regressor, args.samples)
+        r = coverage(gen, data)
+        if truth is not None:
+            r["regressor_mae_on_data_yaw"] = float((data["yaw"] - truth["yaw"]).abs().mean())
+            r["share_gt45_data_true"] = float((truth["yaw"].abs() > 45).float().mean())
+        r.update(kimg=recipe.gan.kimg, samples=args.samples, regressor=str(reg_path))
+        write_json(run / "gan" / "pose_coverage.json", r)
+        name = run.name
+        results[name] = r
+        rows.append({"run": name, "kimg": recipe.gan.kimg, "yaw TV": r["yaw_tv"], "TV target": TV_TARGET,
+                     "|yaw|>45 generated": r["share_gt45_generated"], "|yaw|>45 data": r["share_gt45_data"],
+                     "yaw std gen": r["yaw_std_generated"], "yaw std data": r["yaw_std_data"],
+                     "pitch std gen": r["pitch_std_generated"], "pitch std data": r["pitch_std_data"],
+                     "regressor MAE on data": r.get("regressor_mae_on_data_yaw", "")})
+    notes = (f"{args.samples} generated faces (seeds 0..{args.samples - 1}, truncation 1) and {args.samples} training images "
+             "per run, yaw and pitch read by the evaluation-only pose regressor (benchmarks/pose_regressor.py). yaw TV: "
+             "total variation between the two yaw histograms (10-degree bins over [-90, 90]). 'regressor MAE on data': its "
+             "yaw error on the training images against their true labels. Picture: "
+             f"{args.name}.png. Took {time.perf_counter() - t0:.0f} s.")
+    out = write_results(args.name, rows, "Stage 1 pose coverage: generated yaw against the training data's",
+                        notes=notes, extra={"runs": results}, out_dir=args.out_dir)
+    histogram_png(Path(out) / f"{args.name}.png", results)
+
+
+if __name__ == "__main__":
+    main()
