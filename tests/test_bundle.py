@@ -223,6 +223,10 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
     assert (run / "directions" / outputs["strips_univariate"]).is_file()  # 32 px images drawn through the real G
     b = Bundle.load(write_bundle(_sources(run), tmp_path / "bundle"))
     torch.testing.assert_close(b.generate(seeds=[1, 2]), generate(G, seeds=[1, 2]))
+    # the stage's strips show the faces of `facedis-aug draw --seed k` (Bundle.sample_w(1, k))
+    from facedis_aug.directions.stage import STRIP_SEEDS, strip_latents
+
+    torch.testing.assert_close(strip_latents(G), torch.cat([b.sample_w(1, seed=k) for k in STRIP_SEEDS]))
     info = b.info["directions"]
     assert all(0.0 <= info[k]["r2"] <= 1.0 for k in b.directions if b.kind(k) == "univariate")
     assert info["tz"]["valid"] is False  # the decomposer fixes tz = 0 (unsup3d)

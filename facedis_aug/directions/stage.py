@@ -254,13 +254,23 @@ def compute_directions(
     return outputs
 
 
+def strip_latents(G: nn.Module) -> Tensor:
+    """w [len(STRIP_SEEDS), d] of the stage's strips: one z per seed (`gan.networks.seeds_to_z`), so row k
+    shows the face `facedis-aug draw --seed STRIP_SEEDS[k]` and `Bundle.sample_w(1, seed)` give."""
+    from ..gan.networks import seeds_to_z
+
+    device = next((p.device for p in G.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        return G.mapping(seeds_to_z(STRIP_SEEDS, int(G.z_dim)).to(device)).float().cpu()
+
+
 def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, out: Path, size: int) -> dict[str, str]:
     """Strips (Fig. 4, Fig. 7), the component maps and the dendrogram (Fig. 6) into out."""
     from .cluster import component_thumbnail, plot_dendrogram
     from .pictures import signed_map_images, strips_png
 
     outputs: dict[str, str] = {}
-    w = sample_w(G, len(STRIP_SEEDS), STRIP_SEEDS[0]).cpu()
+    w = strip_latents(G)
     uni = {k: directions[k] for k in SEMANTICS if k in directions}
     if uni:
         strips_png(G, w, uni, {k: entries[k]["sigma"] for k in uni}, out / "strips_univariate.png")
