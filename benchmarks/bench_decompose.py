@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     if args.quick:
         args.steps, args.eval_images, args.name = 3, 16, args.name + "_quick"
-    overrides = ["decompose.batch=4", "decompose.aug_buffer=64", "decompose.log_every=1"] if args.quick else []
+    # quick: gan.w_dim is the quick generator's (the recipe checks aug_buffer against it)
+    overrides = ["gan.w_dim=32", "decompose.batch=4", "decompose.aug_buffer=64", "decompose.log_every=1"] if args.quick else []
     recipe = load_recipe(args.recipe, overrides)
     args.data_resolution = args.data_resolution or recipe.gan.resolution
     size = recipe.decompose.image_size
