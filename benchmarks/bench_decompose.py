@@ -18,7 +18,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-prior008             world-plain with shape_prior 0.08 (a deeper head)
     world-plain-fixed-sigma          world-plain with a fixed confidence (sigma = 1: a plain L1)
     world-plain-cycle, -cycle90      world-plain-fixed-sigma with the view cycle (weight 1; yaw in +-60, +-90)
-    world-plain-cycle01              the same at weight 0.1
+    world-plain-cycle01, -cycle03    the same at weight 0.1, 0.3
     world-plain-grad(-cycle01)       world-plain-fixed-sigma with the image-gradient L1 (weight 1), (and the cycle at 0.1)
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
@@ -69,6 +69,8 @@ ARMS: dict[str, dict[str, Any]] = {
                           "cfg": {"confidence": "fixed", "view_cycle": 1.0}},
     "world-plain-cycle01": {"data": "world", "mutual": False, "yaw_aug": False,
                             "cfg": {"confidence": "fixed", "view_cycle": 0.1}},
+    "world-plain-cycle03": {"data": "world", "mutual": False, "yaw_aug": False,
+                            "cfg": {"confidence": "fixed", "view_cycle": 0.3}},
     "world-plain-grad": {"data": "world", "mutual": False, "yaw_aug": False,
                          "cfg": {"confidence": "fixed", "gradient_weight": 1.0}},
     "world-plain-grad-cycle01": {"data": "world", "mutual": False, "yaw_aug": False,
@@ -84,7 +86,7 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 # ablations of one setting, run on request (not by default)
 VARIANTS = {"gan-aug-unsup3d", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
-            "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01",
+            "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
