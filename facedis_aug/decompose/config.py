@@ -145,8 +145,9 @@ class DecomposeConfig:
     # geometry, which the photometric loss alone leaves compressed (world yaw slope 0.63 even at
     # |yaw| <= 15). Only the view head gets its gradient. 0 turns it off. World images, 3000 steps, fixed
     # confidence: weight 0.1, 3 seeds: slope 0.310 +- 0.009 vs 0.288 +- 0.005 without, MAE 27.7 vs 28.6,
-    # depth alike (decompose_cycle01_seeds.md); weight 1: the canonical frame turned away from the camera
-    # and the yaw was lost (slope 0.012, decompose_cycle.md).
+    # depth alike (decompose_cycle01_seeds.md). Larger weights lose the yaw: at 0.3 the view head
+    # answered frontal for every face (slope 0, decompose_cycle03.md), at 1 the canonical frame turned
+    # away from the camera (slope 0.012, decompose_cycle.md), so 0.1 sits near a cliff.
     view_cycle: float = 0.0
     view_cycle_range: tuple[float, float] = (20.0, 60.0)  # (pitch, yaw) half-ranges in degrees
     # flip symmetry fixes the canonical yaw and roll but not the pitch: any tilted frame is as
