@@ -55,12 +55,10 @@ def generated_pose(gen_path: Path, regressor: Any, n: int, batch: int = 100) -> 
 
 
 @torch.no_grad()
-def data_pose(run: Path, regressor: Any, n: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
-    """Regressor reading of n training images of the run's recipe, and their true labels (world only)."""
+def data_pose(recipe: Any, regressor: Any, n: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """Regressor reading of n training images of a run's recipe, and their true labels (world only)."""
     from facedis_aug.data.stream import make_source
-    from facedis_aug.recipe import load_recipe
 
-    recipe = load_recipe(run / "recipe.yaml")
     source = make_source(recipe.data, recipe.gan.resolution)
     n = min(n, len(source))
     if hasattr(source, "batch"):  # the synthetic world: images with their labels
@@ -72,6 +70,16 @@ def data_pose(run: Path, regressor: Any, n: int) -> tuple[dict[str, Tensor], dic
     if isinstance(labels, dict) and "yaw" in labels:
         truth = {"yaw": labels["yaw"].float(), "pitch": labels["pitch"].float()}
     return {"yaw": p["yaw"], "pitch": p["pitch"]}, truth
+
+
+def gan_stage_seconds(run: Path) -> float | None:
+    """Seconds of the gan stage's last finished run, from RUN/log.jsonl (None when it never finished)."""
+    import json
+
+    log = run / "log.jsonl"
+    done = [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "done"
+            and e.get("stage") == "gan"] if log.is_file() else []
+    return float(done[-1]["seconds"]) if done else None
 
 
 def coverage(gen: dict[str, Tensor], data: dict[str, Tensor]) -> dict[str, Any]:
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="gan_pose")
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args(argv)
+    from facedis_aug.recipe import load_recipe
+
     t0 = time.perf_counter()
     regressor = None
     rows, results = [], {}
@@ -121,8 +131,6 @@ def main(argv: list[str] | None = None) -> None:
         gen_path = run / "gan" / "gan.safetensors"
         if not gen_path.is_file():
             raise SystemExit(f"{gen_path} is missing: train the gan stage first")
-        from facedis_aug.recipe import load_recipe
-
         recipe = load_recipe(run / "recipe.yaml")
         if regressor is None:
             syn = recipe.data.synthetic
@@ -130,16 +138,16 @@ def main(argv: list[str] | None = None) -> None:
                 recipe.gan.resolution, world_seed=syn.seed, num_identities=syn.num_identities)
             regressor = load_pose_regressor(reg_path)
         gen = generated_pose(gen_path, regressor, args.samples)
-        data, truth = data_pose(run, regressor, args.samples)
+        data, truth = data_pose(recipe, regressor, args.samples)
         r = coverage(gen, data)
         if truth is not None:
             r["regressor_mae_on_data_yaw"] = float((data["yaw"] - truth["yaw"]).abs().mean())
             r["share_gt45_data_true"] = float((truth["yaw"].abs() > 45).float().mean())
-        r.update(kimg=recipe.gan.kimg, samples=args.samples, regressor=str(reg_path))
+        r.update(kimg=recipe.gan.kimg, samples=args.samples, regressor=str(reg_path), gan_stage_s=gan_stage_seconds(run))
         write_json(run / "gan" / "pose_coverage.json", r)
         name = run.name
         results[name] = r
-        rows.append({"run": name, "kimg": recipe.gan.kimg, "yaw TV": r["yaw_tv"], "TV target": TV_TARGET,
+        rows.append({"run": name, "kimg": recipe.gan.kimg, "gan stage s": r["gan_stage_s"], "yaw TV": r["yaw_tv"], "TV target": TV_TARGET,
                      "|yaw|>45 generated": r["share_gt45_generated"], "|yaw|>45 data": r["share_gt45_data"],
                      "yaw std gen": r["yaw_std_generated"], "yaw std data": r["yaw_std_data"],
                      "pitch std gen": r["pitch_std_generated"], "pitch std data": r["pitch_std_data"],
@@ -147,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     notes = (f"{args.samples} generated faces (seeds 0..{args.samples - 1}, truncation 1) and {args.samples} training images "
              "per run, yaw and pitch read by the evaluation-only pose regressor (benchmarks/pose_regressor.py). yaw TV: "
              "total variation between the two yaw histograms (10-degree bins over [-90, 90]). 'regressor MAE on data': its "
-             "yaw error on the training images against their true labels. Picture: "
+             "yaw error on the training images against their true labels. 'gan stage s': the stage's wall time from "
+             "RUN/log.jsonl (machine load as it was then). Picture: "
              f"{args.name}.png. Took {time.perf_counter() - t0:.0f} s.")
     out = write_results(args.name, rows, "Stage 1 pose coverage: generated yaw against the training data's",
                         notes=notes, extra={"runs": results}, out_dir=args.out_dir)

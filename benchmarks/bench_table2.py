@@ -97,14 +97,12 @@ REACH_S = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
 def oracle_direction(w: Tensor, true_yaw: Tensor) -> tuple[Tensor, float, float]:
     """Evaluation-only v_yaw: the least-squares direction of the regressor's yaw over w [N, d] (what a
     perfect decomposer would give the directions stage). Returns (unit v [d], sigma_w, R^2)."""
-    from facedis_aug.ops.linear import projection_std
+    from facedis_aug.ops.linear import fit_directions_with_r2, projection_std
 
-    wc = (w - w.mean(0)).double()
-    y = (true_yaw - true_yaw.mean()).double()
-    g = torch.linalg.lstsq(wc, y[:, None]).solution[:, 0]
-    r2 = 1.0 - float(((wc @ g - y) ** 2).sum() / (y @ y).clamp(min=1e-12))
-    v = (g / g.norm()).float()
-    return v, projection_std(w, v), r2
+    # centred samples: the intercept drops out, so the Eq. 3 solver gives the regression slope
+    g, r2 = fit_directions_with_r2((w - w.mean(0)).double(), (true_yaw - true_yaw.mean()).double()[:, None])
+    v = (g[0] / g[0].norm()).float()
+    return v, projection_std(w, v), float(r2[0])
 
 
 @torch.no_grad()

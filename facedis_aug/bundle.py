@@ -210,13 +210,13 @@ class Bundle:
     @property
     def generator(self) -> Any:
         if self._G is None:
-            self._G = _load_generator(self.path / "generator.safetensors", self.device)
+            self._G = _load_generator(self.path / GENERATOR, self.device)
         return self._G
 
     @property
     def decomposer(self) -> Any:
         if self._D is None:
-            self._D = _load_decomposer(self.path / "decomposer.safetensors", self.device)
+            self._D = _load_decomposer(self.path / DECOMPOSER, self.device)
         return self._D
 
     @property
@@ -325,7 +325,7 @@ class Bundle:
 
 
 def _read_directions(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    jpath, tpath = path / "directions.json", path / "directions.safetensors"
+    jpath, tpath = path / DIRECTIONS_JSON, path / DIRECTIONS
     try:
         info = read_json(jpath)
     except (ValueError, OSError) as e:

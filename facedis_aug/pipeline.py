@@ -158,17 +158,19 @@ def _encode_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 def _export_stage(ctx: StageContext) -> dict[str, Any]:
+    from .bundle import DECOMPOSER, DIRECTIONS, DIRECTIONS_JSON, ENCODER, GENERATOR
     from .export.stage import run_export_stage
 
+    # bundle file name -> the stage output it is copied from (the run-folder layout lives here)
     sources = {
-        "generator.safetensors": ctx.output_of("gan", "gan.safetensors"),
-        "decomposer.safetensors": ctx.output_of("decompose", "decomposer.safetensors"),
-        "directions.safetensors": ctx.output_of("directions", "directions.safetensors"),
-        "directions.json": ctx.output_of("directions", "directions.json"),
+        GENERATOR: ctx.output_of("gan", "gan.safetensors"),
+        DECOMPOSER: ctx.output_of("decompose", "decomposer.safetensors"),
+        DIRECTIONS: ctx.output_of("directions", "directions.safetensors"),
+        DIRECTIONS_JSON: ctx.output_of("directions", "directions.json"),
     }
     # optional: runs without the encode stage (or from before it) give bundles without an encoder
     if (ctx.stage_dir("encode") / "encoder.safetensors").is_file():
-        sources["encoder.safetensors"] = ctx.output_of("encode", "encoder.safetensors")
+        sources[ENCODER] = ctx.output_of("encode", "encoder.safetensors")
     return run_export_stage(sources, ctx.recipe.export, ctx.stage_dir("export"), recipe=ctx.recipe.to_dict())
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..bundle import ENCODER, ENCODER_ONNX, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
+from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
 from ..ops.linear import edit_latent, s_to_value, value_to_s
 
 Backend = Literal["torch", "onnx"]
@@ -131,7 +131,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
     if backend == "onnx" and ENCODER in listed and ENCODER_ONNX not in listed:
         raise BundleError(f"{b.path / ENCODER_ONNX}: backend='onnx' needs it beside {ENCODER}; run `facedis-aug export {b.path}`")
     # the view head's own range, from the decomposer file (not the recipe, which a bundle may lack)
-    dcfg = _stored_config(b.path / "decomposer.safetensors", "config")
+    dcfg = _stored_config(b.path / DECOMPOSER, "config")
     return BundleSpec(
         path=b.path,
         backend=backend,
@@ -139,10 +139,10 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         directions=dirs,
         sigma={n: b.sigma(n) for n in dirs},
         calibration=calibration,
-        generator=_stored_config(b.path / "generator.safetensors", "generator"),
+        generator=_stored_config(b.path / GENERATOR, "generator"),
         view_size=int(dcfg.get("image_size", 64)),
         yaw_limit=float(dcfg.get("rot_range", DEFAULT_YAW_LIMIT)),
-        decomposer_sha256=str(listed["decomposer.safetensors"]["sha256"]),
+        decomposer_sha256=str(listed[DECOMPOSER]["sha256"]),
         files=dict(listed),
         encoder=_encoder_facts(b.path / ENCODER) if ENCODER in listed else None,
         yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),

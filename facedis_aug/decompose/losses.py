@@ -13,6 +13,7 @@ paper's overall loss writes and has lower variance.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -202,10 +203,7 @@ def view_cycle_loss(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer,
         u = torch.rand(b, 2, generator=gen).to(d.view.device) * 2 - 1
         view = d.view.detach().clone()
         view[:, 0], view[:, 1] = u[:, 0] * pr, u[:, 1] * yr
-        fixed = Decomposition(view=view, light=d.light.detach(), albedo=d.albedo.detach(), depth=d.depth.detach(),
-                              conf=d.conf, conf_perc=d.conf_perc,
-                              alpha=None if d.alpha is None else d.alpha.detach(),
-                              background=None if d.background is None else d.background.detach())
+        fixed = dataclasses.replace(d, **{**{k: v.detach() for k, v in vars(d).items() if isinstance(v, Tensor)}, "view": view})
         image = model.reconstruct(renderer, fixed).image.clamp(-1, 1)
     read = model.view_from_raw(model.net_view(image))
     scale = view.new_tensor([cfg.pitch_range, cfg.rot_range, cfg.roll_range]).clamp(min=1e-6)

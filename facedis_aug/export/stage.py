@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..bundle import ENCODER_ONNX, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
+from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
 from ..ops.io import atomic_write, read_json, sha256_file, write_json
 from .config import ExportConfig
 from .onnx import export_generator, export_view_head, max_abs_difference
@@ -113,9 +113,9 @@ def run_export_stage(sources: Mapping[str, str | os.PathLike], cfg: ExportConfig
     if cfg.onnx:
         # exported on the CPU: the graph is device-independent and the check runs on ONNX's CPU provider
         with torch.no_grad():
-            G = load_generator(sources["generator.safetensors"], device="cpu")
-            dec = load_decomposer(sources["decomposer.safetensors"], device="cpu") if cfg.view_head else None
-            E = load_encoder(sources["encoder.safetensors"], device="cpu") if "encoder.safetensors" in sources and cfg.encoder else None
+            G = load_generator(sources[GENERATOR], device="cpu")
+            dec = load_decomposer(sources[DECOMPOSER], device="cpu") if cfg.view_head else None
+            E = load_encoder(sources[ENCODER], device="cpu") if ENCODER in sources and cfg.encoder else None
             report = export_models(G, dec, out, cfg, E)
         write_json(out / "export_report.json", report)
         extra = {name: Path(p) for name, p in report["files"].items()}
