@@ -18,14 +18,13 @@ from facedis_aug.gan.networks import (
     FullyConnected,
     Generator,
     GeneratorConfig,
-    fir_filter,
-    downsample2d,
+    fir2d,
+    fir_matrix,
     generate,
     generator_metadata,
     load_generator,
     minibatch_stddev,
     modulated_conv2d,
-    upsample2d,
 )
 from facedis_aug.ops import save_safetensors
 
@@ -77,23 +76,65 @@ def test_equalized_lr_scaling():
     assert ratio.item() == pytest.approx(1.0, abs=0.1)
 
 
+UP = dict(up=True, pad=1, gain=2.0)  # zero-stuffing + FIR, n -> 2n (the skip image's upsampling)
+DOWN = dict(stride=2, pad=1)  # FIR + every second sample, n -> n/2 (D's 1x1 skip)
+
+
 def test_fir_known_signals():
     C = 2
     ones = torch.ones(1, C, 8, 8)
-    up = upsample2d(ones, fir_filter(C, 4.0))
+    up = fir2d(ones, fir_matrix(8, 16, **UP))
     assert up.shape == (1, C, 16, 16) and torch.allclose(up[..., 1:-1, 1:-1], torch.ones(1, C, 14, 14))
-    down = downsample2d(ones, fir_filter(C))
+    down = fir2d(ones, fir_matrix(8, 4, **DOWN))
     assert down.shape == (1, C, 4, 4) and torch.allclose(down[..., 1:-1, 1:-1], torch.ones(1, C, 2, 2))
     # an impulse at 1 lands on outputs 1..4 (2i - 1 + k): it gives the 2x-gain (1,3,3,1)/8 filter = 0.25, 0.75, 0.75, 0.25 per axis
     imp = torch.zeros(1, 1, 4, 4)
     imp[..., 1, 1] = 1
     f1 = torch.tensor([0.25, 0.75, 0.75, 0.25])
-    assert torch.allclose(upsample2d(imp, fir_filter(1, 4.0))[0, 0, 1:5, 1:5], torch.outer(f1, f1))
+    assert torch.allclose(fir2d(imp, fir_matrix(4, 8, **UP))[0, 0, 1:5, 1:5], torch.outer(f1, f1))
     # down(up(x)) ~ x for a smooth signal (interior)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
     x = torch.sin(2 * math.pi * xx * 0.5)[None, None] * torch.cos(2 * math.pi * yy * 0.3)[None, None]
-    rt = downsample2d(upsample2d(x, fir_filter(1, 4.0)), fir_filter(1))
+    rt = fir2d(fir2d(x, fir_matrix(16, 32, **UP)), fir_matrix(32, 16, **DOWN))
     assert (rt - x)[..., 2:-2, 2:-2].abs().max() < 0.05
+
+
+def test_fir_matrices_equal_the_depthwise_convolutions():
+    """Each resampling the networks use, as the matrix pair, against the depthwise (transposed)
+    convolution with the 2-D (1,3,3,1) filter that it replaces, in float64."""
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    f2 = lambda C, gain: (torch.outer(f, f) / 64 * gain).expand(C, 1, 4, 4)  # noqa: E731
+    x = torch.randn(2, 5, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x9 = torch.randn(2, 5, 17, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    cases = [
+        (F.conv_transpose2d(x, f2(5, 4), stride=2, padding=1, groups=5), fir2d(x, fir_matrix(8, 16, **UP))),
+        (F.conv2d(x9, f2(5, 4), padding=1, groups=5), fir2d(x9, fir_matrix(17, 16, pad=1, gain=2.0))),  # after the up-conv
+        (F.conv2d(x, f2(5, 1), padding=2, groups=5), fir2d(x, fir_matrix(8, 9, pad=2))),  # D's blur before the 3x3 down-conv
+        (F.conv2d(x, f2(5, 1), stride=2, padding=1, groups=5), fir2d(x, fir_matrix(8, 4, **DOWN))),
+    ]
+    for want, got in cases:
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_bf16_autocast_keeps_activations_in_bf16_and_near_fp32():
+    """Under CPU bf16 autocast the synthesis network must not fall back to fp32 between layers (an
+    fp32 bias or style would promote every activation and cost a cast per op), and its images stay
+    within bf16 rounding of the fp32 ones."""
+    torch.manual_seed(0)
+    G = Generator(TINY).eval()
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.dtype)) for m in G.synthesis.modules()
+             if type(m).__name__ == "SynthesisLayer"]
+    z = torch.randn(4, TINY.z_dim)
+    with torch.no_grad():
+        ref = G(z, noise_mode="const")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            img = G(z, noise_mode="const")
+    for h in hooks:
+        h.remove()
+    assert seen and all(d == torch.bfloat16 for d in seen[len(seen) // 2:])
+    assert (img.float() - ref).abs().max() < 0.1 * ref.abs().max()
 
 
 def _reference_modconv(x, weight, styles, demodulate, up):
