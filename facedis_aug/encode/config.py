@@ -9,6 +9,7 @@ says nothing about encoders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -23,6 +24,9 @@ class EncodeConfig:
     lr: float = 1e-4  # Adam learning rate (pSp)
     w_weight: float = 1.0  # weight of the w-space MSE, w normalised per dimension by its std over F(z) (ours)
     image_weight: float = 1.0  # weight of the L1 between G(E(x)) and x at the generator resolution (pSp uses L2 + LPIPS; ours: L1)
+    # autocast of the encoder pass and of G(E(x)) while training (ours; the samples, their w and the
+    # held-out report stay fp32). bf16 pays on CPUs with AVX512_BF16/AMX and on GPUs.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     # --- refinement: a few Adam steps on w for one image, minimising the image L1 (idinvert) ---
     refine_steps: int = 10  # default step count of Bundle.encode / PoseExtrapolate (0 = encoder only) (ours: small, it costs G forward+backward per step)
@@ -61,6 +65,8 @@ class EncodeConfig:
         for name in ("w_weight", "image_weight", "refine_reg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.w_weight == 0 and self.image_weight == 0:
             raise ValueError("w_weight and image_weight cannot both be 0")
         if not 0.0 < self.face_quantile <= 1.0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -134,12 +135,15 @@ def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *
     logger = JsonlLogger(run_dir / "stats.jsonl", keep_through=start - 1)  # lines carry the 0-based step
     t0 = time.perf_counter()
     model.train()
+    dev_type = torch.device(device).type
+    amp = (lambda: torch.autocast(dev_type, dtype=torch.bfloat16)) if cfg.precision == "bf16" else nullcontext
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="encode", mininterval=1.0)
     for step in bar:
         x, w = generator_samples(G, cfg.batch, _seed(seed, _TAG_TRAIN, step), device)
-        w_hat = model(fit_images(x, model.image_size))
-        loss_w = relative_w_error(w_hat, w, model.w_std).mean()
-        loss_img = image_l1(G, w_hat, x).mean() if cfg.image_weight > 0 else torch.zeros((), device=x.device)
+        with amp():
+            w_hat = model(fit_images(x, model.image_size)).float()
+            loss_w = relative_w_error(w_hat, w, model.w_std).mean()
+            loss_img = image_l1(G, w_hat, x).float().mean() if cfg.image_weight > 0 else torch.zeros((), device=x.device)
         total = cfg.w_weight * loss_w + cfg.image_weight * loss_img
         if not torch.isfinite(total):
             raise FloatingPointError(f"encode: non-finite loss at step {step} (w {loss_w.item()}, image {loss_img.item()})")

@@ -65,6 +65,7 @@ class GanConfig:
     ema_kimg: Optional[float] = None  # G_ema half-life in kimg; null = global batch * 10 / 32
     ema_rampup: Optional[float] = None  # half-life <= this * images seen (stylegan2-ada 'auto': 0.05); null = off (paper)
     style_mixing: float = 0.9  # probability of mixing two w's at a random layer
+    noise: bool = True  # per-pixel noise inputs while training (StyleGAN2: on); off, w alone sets the image
     # --- decorrelation loss (Eq. 1) on the mapping network only
     decorr_weight: float = 1.0  # weight of L_decorr (0 disables; the paper adds it with weight 1)
     decorr_samples: int = 1024  # N: w samples per step to estimate rho_ij and Var[w_i] (want N > w_dim)

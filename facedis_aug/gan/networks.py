@@ -135,6 +135,8 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
         self.weight_gain = 1.0 / math.sqrt(cin * k * k)
         self.k, self.down, self.activation, self.gain, self.res = k, down, activation, gain, res
+        if down and res < 2:
+            raise ValueError(f"a downsampling layer needs its input size, got res={res}")
         if down and k == 1:  # FIR low-pass, keep every second sample: res -> res/2
             _fir_buffer(self, res, res // 2, stride=2, pad=1)
         elif down:  # blur with 2 px of padding (res -> res+1), then a stride-2 valid 3x3 conv (-> res/2)

@@ -211,6 +211,7 @@ def train_gan(
         raise ValueError("gan.precision fp16 needs a GPU; use bf16 or fp32 on CPU")
     amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)) if cfg.precision != "fp32" else nullcontext
     final = run_dir / "gan.safetensors"
+    noise_mode = "random" if cfg.noise else "none"  # off: noise_strength stays 0, so G_ema draws the same without it
 
     torch.manual_seed(seed)  # same initial weights on every rank
     g_cfg, d_cfg = network_configs(cfg)
@@ -280,7 +281,7 @@ def train_gan(
         opt_G.zero_grad(set_to_none=True)
         with amp():
             ws = sample_ws(G.mapping, torch.randn(B, cfg.z_dim, device=dev), G.num_ws, cfg.style_mixing)
-            loss = loss_g = generator_loss(D(aug(G.synthesis(ws))).float())
+            loss = loss_g = generator_loss(D(aug(G.synthesis(ws, noise_mode))).float())
         if cfg.decorr_weight > 0:
             loss_dec = decorrelation_loss(G.mapping(torch.randn(cfg.decorr_samples, cfg.z_dim, device=dev)))
             loss = loss + cfg.decorr_weight * loss_dec
@@ -293,7 +294,7 @@ def train_gan(
             opt_G.zero_grad(set_to_none=True)
             bp = max(1, B // cfg.pl_batch_shrink)
             ws = sample_ws(G.mapping, torch.randn(bp, cfg.z_dim, device=dev), G.num_ws, cfg.style_mixing)
-            pen, new_mean = path_length_penalty(G.synthesis(ws), ws, st["pl_mean"], cfg.pl_decay)
+            pen, new_mean = path_length_penalty(G.synthesis(ws, noise_mode), ws, st["pl_mean"], cfg.pl_decay)
             pl_ok = _apply_grads(G, opt_G, pen.mean() * cfg.pl_weight * cfg.pl_interval, world, None)
             if pl_ok:
                 st["pl_mean"] = _mean_across(new_mean.detach(), world)
@@ -306,7 +307,7 @@ def train_gan(
         opt_D.zero_grad(set_to_none=True)
         with torch.no_grad():
             ws = sample_ws(G.mapping, torch.randn(B, cfg.z_dim, device=dev), G.num_ws, cfg.style_mixing)
-            fake = G.synthesis(ws)
+            fake = G.synthesis(ws, noise_mode)
             w_mean = _mean_across(ws[:, 0].float().mean(0), world)
             if torch.isfinite(w_mean).all():
                 G.mapping.w_avg.lerp_(w_mean, 1 - W_AVG_BETA)

@@ -148,3 +148,16 @@ def test_two_process_gloo_torchrun(tmp_path: Path):
     info = read_json(tmp_path / "run" / "checkpoint.json")
     assert info["step"] == 3 and info["world_size"] == 2 and info["kimg"] == pytest.approx(0.024)
     assert (tmp_path / "run" / "gan.safetensors").exists()  # and train_gan checked the replicas agree
+
+
+def test_noise_off_leaves_noise_strengths_at_zero_and_bf16_trains(tmp_path: Path):
+    """gan.noise=false trains without noise inputs: every noise_strength keeps its initial 0 while the
+    convolution weights move; the same steps under CPU bf16 autocast stay finite."""
+    cfg = replace(CFG, ada=False)
+    for name, c in (("fp32", replace(cfg, noise=False)), ("bf16", replace(cfg, noise=False, precision="bf16"))):
+        state = _final_state(Path(_run(tmp_path / name, cfg=c)).parent)
+        strengths = [k for k in state if k.startswith(("G.", "G_ema.")) and k.endswith("noise_strength")]
+        assert strengths and all(float(state[k]) == 0.0 for k in strengths), name
+        assert all(torch.isfinite(v).all() for k, v in state.items() if v.is_floating_point()), name
+    on = _final_state(Path(_run(tmp_path / "on", cfg=cfg)).parent)
+    assert any(float(on[k]) != 0.0 for k in strengths)  # with noise the strengths do learn
