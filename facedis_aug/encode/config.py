@@ -25,7 +25,8 @@ class EncodeConfig:
     w_weight: float = 1.0  # weight of the w-space MSE, w normalised per dimension by its std over F(z) (ours)
     image_weight: float = 1.0  # weight of the L1 between G(E(x)) and x at the generator resolution (pSp uses L2 + LPIPS; ours: L1)
     # autocast of the encoder pass and of G(E(x)) while training (ours; the samples, their w and the
-    # held-out report stay fp32). bf16 pays on CPUs with AVX512_BF16/AMX and on GPUs.
+    # held-out report stay fp32). At 32 px, resnet18, batch 16 it was no faster on this CPU (0.227 vs
+    # 0.221 s/step, held-out w error alike: benchmarks/results/encode_precision.md), so fp32 stays the default.
     precision: Literal["fp32", "bf16"] = "fp32"
 
     # --- refinement: a few Adam steps on w for one image, minimising the image L1 (idinvert) ---
