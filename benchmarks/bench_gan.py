@@ -64,13 +64,15 @@ def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) 
     r1 = statistics.median([t[s] for s in t if s > 0 and s % 2 == 0 and s % 3])
     pl = statistics.median([t[s] for s in t if s > 0 and s % 3 == 0 and s % 2])
     amortised = plain + (r1 - plain) / 16 + (pl - plain) / 4
+    ips = None  # infer_batch 0: training only (bench_gan_reference times inference its own way)
     with torch.no_grad():
-        generate(G, seeds=range(infer_batch))  # warm-up
-        n, t0 = 0, time.perf_counter()
-        while n < 2 or time.perf_counter() - t0 < 3.0:
-            generate(G, seeds=range(n * infer_batch, (n + 1) * infer_batch))
-            n += 1
-        ips = n * infer_batch / (time.perf_counter() - t0)
+        if infer_batch > 0:
+            generate(G, seeds=range(infer_batch))  # warm-up
+            n, t0 = 0, time.perf_counter()
+            while n < 2 or time.perf_counter() - t0 < 3.0:
+                generate(G, seeds=range(n * infer_batch, (n + 1) * infer_batch))
+                n += 1
+            ips = n * infer_batch / (time.perf_counter() - t0)
     return {
         "config": name, "res": cfg.resolution, "batch": cfg.batch, "G_params_M": sum(p.numel() for p in G.parameters()) / 1e6,
         "s_per_step_plain": plain, "s_per_step_r1": r1, "s_per_step_pl": pl, "s_per_step_amortised": amortised,

@@ -184,7 +184,7 @@ def main() -> None:
             train_rows.append({"round": rnd, "config": name, "arm": "reference fp32 (Eq. 1 n/a)", **r, "speedup_vs_ref": 1.0})
             print(train_rows[-1], flush=True)
             for arm, prec, dw in arms:
-                o = bench(name, replace(cfg, precision=prec, decorr_weight=dw), steps, INFER_BATCH, "cpu")
+                o = bench(name, replace(cfg, precision=prec, decorr_weight=dw), steps, 0, "cpu")  # inference: below
                 train_rows.append({"round": rnd, "config": name, "arm": arm, "s_per_step_plain": o["s_per_step_plain"],
                                    "s_per_step_amortised": o["s_per_step_amortised"],
                                    "phases_s": {"r1_step": round(o["s_per_step_r1"], 4), "pl_step": round(o["s_per_step_pl"], 4)},

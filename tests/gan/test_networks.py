@@ -24,6 +24,7 @@ from facedis_aug.gan.networks import (
     generator_metadata,
     load_generator,
     minibatch_stddev,
+    SynthesisLayer,
     modulated_conv2d,
 )
 from facedis_aug.ops import save_safetensors
@@ -125,7 +126,7 @@ def test_bf16_autocast_keeps_activations_in_bf16_and_near_fp32():
     G = Generator(TINY).eval()
     seen = []
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.dtype)) for m in G.synthesis.modules()
-             if type(m).__name__ == "SynthesisLayer"]
+             if isinstance(m, SynthesisLayer)]
     z = torch.randn(4, TINY.z_dim)
     with torch.no_grad():
         ref = G(z, noise_mode="const")
