@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
 from facedis_aug.augment.synthetic import SyntheticPoseFaces  # noqa: E402
-from facedis_aug.augment.testing import make_tiny_bundle  # noqa: E402
+from facedis_aug.testing import make_tiny_bundle  # noqa: E402
 
 
 def _throughput(ds, workers: int, batch: int) -> tuple[float, float]:

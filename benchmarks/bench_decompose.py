@@ -119,7 +119,7 @@ def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
 
 def load_G(args: argparse.Namespace) -> tuple[Any, str]:
     if args.quick:
-        from facedis_aug.augment.testing import tiny_generator
+        from facedis_aug.testing import tiny_generator
 
         return tiny_generator(32, w_dim=32, channels=16), "random-weight tiny generator (quick mode)"
     if not args.gan:

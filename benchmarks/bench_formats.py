@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_results  # noqa: E402
 from facedis_aug.augment.synthesize import synthesize  # noqa: E402
 from facedis_aug.augment.synthetic import SyntheticPoseFaces  # noqa: E402
-from facedis_aug.augment.testing import make_tiny_bundle  # noqa: E402
+from facedis_aug.testing import make_tiny_bundle  # noqa: E402
 from facedis_aug.data.folder import ImageFolderFaces  # noqa: E402
 from facedis_aug.data.recordio import RecordFaces  # noqa: E402
 

@@ -161,7 +161,7 @@ def resolve_bundle(arg: str | None, cache: Cache, s: Settings, train: bool = Tru
     of which the real arm is a subset). train=False: FileNotFoundError instead of training.
     Returns (path, info for the report)."""
     if s.quick and arg is None:
-        from facedis_aug.augment.testing import make_tiny_bundle
+        from facedis_aug.testing import make_tiny_bundle
 
         path = cache.root / "tiny_bundle"
         if not (path / "manifest.json").is_file():

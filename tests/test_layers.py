@@ -1,5 +1,5 @@
 """Imports point one way: ops and data at the bottom, then gan / decompose / encode, then directions,
-the bundle, export, augment, and the recipe, pipeline and CLI on top. Walks every module's imports (lazy ones in
+the bundle, export, augment, the test fixtures (testing), and the recipe, pipeline and CLI on top. Walks every module's imports (lazy ones in
 functions too) and fails on an edge that points up or sideways, and on an import cycle."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "facedis_aug"
 # a package may import only packages of a lower rank (equal rank: not each other)
 RANK = {"_lazy": -1, "_version": 0, "ops": 0, "data": 1, "gan": 2, "decompose": 2, "encode": 3, "directions": 4, "bundle": 5,
-        "export": 6, "augment": 7, "recipe": 8, "pipeline": 9, "cli": 10, "__init__": 11}
+        "export": 6, "augment": 7, "testing": 8, "recipe": 8, "pipeline": 9, "cli": 10, "__init__": 11}
 
 
 def _module(path: Path, pkg: Path = PKG) -> str:

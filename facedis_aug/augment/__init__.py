@@ -21,7 +21,6 @@ _PUBLIC = {
     "AlbuPoseExtrapolate": "facedis_aug.augment.transforms",
     "FaceInputError": "facedis_aug.augment.real",
     "open_bundle": "facedis_aug.augment.engine",
-    "make_tiny_bundle": "facedis_aug.augment.testing",
 }
 __all__ = sorted(_PUBLIC)
 

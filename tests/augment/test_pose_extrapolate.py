@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 
 from facedis_aug.augment.engine import Engine, open_bundle, to_unit_range
 from facedis_aug.augment.synthetic import SyntheticPoseFaces
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 from facedis_aug.augment.transforms import PoseExtrapolate
 
 

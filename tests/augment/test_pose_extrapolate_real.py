@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 
 from facedis_aug.augment.engine import Engine, open_bundle, to_unit_range
 from facedis_aug.augment.real import FaceInputError, central_mask
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 from facedis_aug.augment.transforms import PoseExtrapolate
 from facedis_aug.bundle import Bundle, BundleError
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from facedis_aug.augment.rebalance import PoseRebalanced
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 
 
 @pytest.fixture(scope="module")

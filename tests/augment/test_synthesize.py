@@ -8,7 +8,7 @@ import pytest
 
 from facedis_aug.augment.synthesize import crop_geometry, synthesize
 from facedis_aug.augment.synthetic import SyntheticPoseFaces
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 from facedis_aug.cli import main as cli_main
 from facedis_aug.data.folder import ImageFolderFaces
 from facedis_aug.data.recordio import RecordFaces

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from facedis_aug.augment.engine import identity_z
 from facedis_aug.augment.synthetic import SyntheticPoseFaces, largest_remainder
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 from facedis_aug.bundle import Bundle, BundleError
 
 DEG_PER_SIGMA = 30.0  # planted calibration of the tiny bundle

@@ -105,7 +105,7 @@ def test_real_set_comes_from_the_world_and_the_oracle_changes_only_yaw(quick):
 
 def test_a_trained_bundle_learns_from_the_real_images_only(quick, tmp_path, monkeypatch):
     """Full-mode path without training: the train_gan command gets the real arm's PNG folder."""
-    from facedis_aug.augment.testing import make_tiny_bundle
+    from facedis_aug.testing import make_tiny_bundle
     from facedis_aug.data.folder import ImageFolderFaces
 
     root, _, _ = quick
@@ -158,7 +158,7 @@ def test_rerun_skips_finished_arms_and_refuses_other_settings(quick):
     assert len(rows) == 4 and rows[B.ARMS["real"]]["seeds"] == "0, 1" and rows[B.ARMS["oracle"]]["seeds"] == "0"
     assert rows[B.ARMS["real"]]["FP seed std"] != "-"
     # a new bundle for arm (c): refused on the same cache, accepted once (c) is forgotten; (a), (b), (d) stay cached
-    from facedis_aug.augment.testing import make_tiny_bundle
+    from facedis_aug.testing import make_tiny_bundle
 
     other = make_tiny_bundle(root / "other_bundle", seed=3)
     with pytest.raises(SystemExit, match="made with bundle"):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from facedis_aug.augment.testing import tiny_generator
+from facedis_aug.testing import tiny_generator
 from facedis_aug.encode import train as train_mod
 from facedis_aug.encode.config import EncodeConfig
 from facedis_aug.encode.model import LatentEncoder, fit_images, image_l1, load_encoder, refine_latent

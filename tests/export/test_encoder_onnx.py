@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from facedis_aug.augment.testing import make_tiny_bundle, tiny_encoder, tiny_generator
+from facedis_aug.testing import make_tiny_bundle, tiny_encoder, tiny_generator
 from facedis_aug.bundle import Bundle
 from facedis_aug.encode.model import fit_images
 from facedis_aug.export.config import ExportConfig

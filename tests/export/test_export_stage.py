@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from facedis_aug.augment.testing import make_tiny_bundle
+from facedis_aug.testing import make_tiny_bundle
 from facedis_aug.cli import main
 from facedis_aug.bundle import Bundle, BundleError
 from facedis_aug.export.onnx import OnnxGenerator

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from facedis_aug.augment.testing import tiny_decomposer, tiny_generator
+from facedis_aug.testing import tiny_decomposer, tiny_generator
 from facedis_aug.export.onnx import (
     OnnxGenerator,
     OnnxUnavailable,

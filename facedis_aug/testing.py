@@ -18,14 +18,14 @@ from typing import Any
 
 import torch
 
-from ..ops.io import save_safetensors, write_json
-from ..ops.linear import projection_std
+from .ops.io import save_safetensors, write_json
+from .ops.linear import projection_std
 
 LIGHTS = ("ambient_r", "diffuse_r", "light_x")  # a few light directions for the lighting option
 
 
 def tiny_generator(resolution: int = 32, w_dim: int = 32, channels: int = 32, seed: int = 0) -> Any:
-    from ..gan.networks import Generator, GeneratorConfig
+    from .gan.networks import Generator, GeneratorConfig
 
     torch.manual_seed(seed)
     G = Generator(GeneratorConfig(resolution=resolution, z_dim=w_dim, w_dim=w_dim, mapping_layers=2,
@@ -38,8 +38,8 @@ def tiny_generator(resolution: int = 32, w_dim: int = 32, channels: int = 32, se
 
 
 def tiny_decomposer(image_size: int = 32, seed: int = 0, rot_range: float = 90.0) -> Any:
-    from ..decompose.config import DecomposeConfig
-    from ..decompose.model import Decomposer
+    from .decompose.config import DecomposeConfig
+    from .decompose.model import Decomposer
 
     torch.manual_seed(seed)
     cfg = DecomposeConfig(image_size=image_size, channels=8, bottleneck=16, head_channels=8, conf_channels=8, conf_bottleneck=16,
@@ -49,9 +49,9 @@ def tiny_decomposer(image_size: int = 32, seed: int = 0, rot_range: float = 90.0
 
 def tiny_encoder(G: Any, backbone: str = "test_efficientnet", seed: int = 0, refine_steps: int = 3) -> tuple[Any, float]:
     """(random LatentEncoder for G, max_l1 measured on 64 of G's samples as the encode stage does)."""
-    from ..encode.config import EncodeConfig
-    from ..encode.model import LatentEncoder, fit_images, image_l1
-    from ..encode.train import generator_samples, w_statistics
+    from .encode.config import EncodeConfig
+    from .encode.model import LatentEncoder, fit_images, image_l1
+    from .encode.train import generator_samples, w_statistics
 
     cfg = EncodeConfig(backbone=backbone, refine_steps=refine_steps)
     mean, std = w_statistics(G, seed, n=512)
@@ -80,9 +80,9 @@ def make_tiny_bundle(
 ) -> Path:
     """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir;
     `encoder`: add a random encoder (and encoder.onnx with `onnx`), max_l1 overriding its measured bound."""
-    from ..decompose.model import save_decomposer
-    from ..bundle import write_bundle
-    from ..gan.networks import generator_metadata
+    from .decompose.model import save_decomposer
+    from .bundle import write_bundle
+    from .gan.networks import generator_metadata
 
     out_dir = Path(out_dir)
     G = tiny_generator(resolution, w_dim, channels, seed)
@@ -107,15 +107,15 @@ def make_tiny_bundle(
         sources = {"generator.safetensors": t / "g.safetensors", "decomposer.safetensors": t / "d.safetensors",
                    "directions.safetensors": t / "dirs.safetensors", "directions.json": t / "dirs.json"}  # fmt: skip
         if encoder:
-            from ..encode.model import save_encoder
+            from .encode.model import save_encoder
 
             E, measured = tiny_encoder(G, seed=seed)
             save_encoder(E, t / "e.safetensors", extra={"max_l1": measured if max_l1 is None else float(max_l1)})
             sources["encoder.safetensors"] = t / "e.safetensors"
         write_bundle(sources, out_dir, recipe={"decompose": {"rot_range": rot_range}, "note": "tiny random test bundle"})
     if onnx:
-        from ..export.config import ExportConfig
-        from ..export.stage import export_bundle_onnx
+        from .export.config import ExportConfig
+        from .export.stage import export_bundle_onnx
 
         export_bundle_onnx(out_dir, ExportConfig(exporter=exporter))  # type: ignore[arg-type]
     return out_dir
