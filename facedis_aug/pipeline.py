@@ -100,23 +100,25 @@ def _gan_stage(ctx: StageContext) -> dict[str, Any]:
 
 def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
     """Train the decomposer on the stage-1 generator's faces, keeping each face's w (paper Sec. 3.2-3.4),
-    or, with decompose.source = data, on the recipe's images themselves (no w, so no yaw augmentation)."""
-    from .decompose.sources import generator_sampler, stream_sampler
+    or, with decompose.source = data, on the recipe's images themselves (no w, so no yaw augmentation),
+    or with mixed, on both in turn (the augmentation on the generator's steps)."""
+    from .decompose.sources import alternating_sampler, generator_sampler, stream_sampler
     from .decompose.train import train_decomposer
     from .gan.networks import load_generator
 
     recipe, cfg = ctx.recipe, ctx.recipe.decompose
     G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
     sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, recipe.run.seed, ctx.device)
-    if cfg.source == "data":
+    if cfg.source in ("data", "mixed"):
         from .data.stream import make_source, training_batches
 
         source = make_source(recipe.data, G.resolution)
-        sampler = stream_sampler(lambda start: training_batches(
+        data = stream_sampler(lambda start: training_batches(
             source, cfg.batch, seed=recipe.run.seed, start_step=start, num_workers=recipe.data.num_workers), cfg.image_size)
+        sampler = data if cfg.source == "data" else alternating_sampler(data, sampler)
     path = train_decomposer(
         cfg, sampler, ctx.stage_dir("decompose"), seed=recipe.run.seed, device=ctx.device,
-        generator=synthesize if cfg.yaw_aug and cfg.source == "generator" else None,
+        generator=synthesize if cfg.yaw_aug and cfg.source != "data" else None,
     )
     return {"weights": str(path.relative_to(ctx.run_dir))}
 

@@ -78,7 +78,7 @@ class Recipe:
             if n <= d:
                 raise ValueError(f"directions.{key} = {n} must exceed gan.w_dim = {d} (Eq. 3 needs N > d)")
         dec = self.decompose
-        if dec.yaw_aug and dec.source == "generator" and dec.aug_buffer <= d:
+        if dec.yaw_aug and dec.source != "data" and dec.aug_buffer <= d:
             raise ValueError(f"decompose.aug_buffer = {dec.aug_buffer} must exceed gan.w_dim = {d} "
                              "(the yaw augmentation's least-squares v_yaw needs N > d)")
 

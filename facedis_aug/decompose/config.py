@@ -12,9 +12,10 @@ from typing import Literal, Optional
 @dataclass
 class DecomposeConfig:
     image_size: int = 64  # the decomposer's input side in pixels (paper Sec. 4: generations resized to 64)
-    # training images: the stage-1 generator's samples with their w (paper), or the recipe's data
-    # itself (folder or synthetic world; no w, so no yaw augmentation) (ours)
-    source: Literal["generator", "data"] = "generator"
+    # training images: the stage-1 generator's samples with their w (paper), the recipe's data
+    # itself (folder or synthetic world; no w, so no yaw augmentation) (ours), or "mixed": even steps
+    # the data, odd steps the generator (with w and the yaw augmentation) (ours)
+    source: Literal["generator", "data", "mixed"] = "generator"
 
     # --- image model ---
     # a face layer in the canonical frame (albedo, depth, soft opacity), rotated by the view and

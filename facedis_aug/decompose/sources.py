@@ -56,3 +56,14 @@ def stream_sampler(make_stream: Callable[[int], Iterator[Tensor]], size: int) ->
         return resize_to(next(state["it"]), size), None
 
     return sampler
+
+
+def alternating_sampler(even: Sampler, odd: Sampler) -> Sampler:
+    """Even steps from `even`, odd steps from `odd` (decompose.source = mixed: data images, then G's
+    samples with their w). Each sampler is asked for its own steps 0, 1, 2, ... in order, so a stream
+    sampler sees no gaps and a resumed run repeats an uninterrupted one."""
+
+    def sampler(step: int) -> tuple[Tensor, Optional[Tensor]]:
+        return (even if step % 2 == 0 else odd)(step // 2)
+
+    return sampler

@@ -49,6 +49,9 @@ class YawAugmentation:
         self.v: Optional[Tensor] = None
         self.sigma = 0.0
         self.updates = 0
+        # the step at or after which v_yaw is next refreshed: every aug_every steps of the run, also when
+        # only some steps carry w (decompose.source = mixed: odd steps only)
+        self.next_update = 0
 
     def record(self, w: Tensor, yaw: Tensor) -> None:
         """Keep the newest `aug_buffer` pairs; w [B, d], yaw [B] degrees."""
@@ -89,11 +92,13 @@ class YawAugmentation:
         tensors = {"aug.w": self.w, "aug.yaw": self.yaw}
         if self.v is not None:
             tensors["aug.v"] = self.v
-        return tensors, {"dim": self.dim, "sigma": self.sigma, "updates": self.updates}
+        return tensors, {"dim": self.dim, "sigma": self.sigma, "updates": self.updates, "next_update": self.next_update}
 
     @classmethod
-    def from_state(cls, cfg: DecomposeConfig, tensors: dict[str, Tensor], meta: dict, device) -> "YawAugmentation":
+    def from_state(cls, cfg: DecomposeConfig, tensors: dict[str, Tensor], meta: dict, device, step: int = 0) -> "YawAugmentation":
         aug = cls(cfg, int(meta["dim"]), device)
+        # checkpoints from before next_update refreshed at every multiple of aug_every
+        aug.next_update = int(meta.get("next_update", -(-step // cfg.aug_every) * cfg.aug_every))
         aug.w, aug.yaw = tensors["aug.w"].to(device), tensors["aug.yaw"].to(device)
         aug.v = tensors["aug.v"].to(device) if "aug.v" in tensors else None
         aug.sigma, aug.updates = float(meta["sigma"]), int(meta["updates"])
@@ -121,7 +126,7 @@ def _load_checkpoint(path: Path, cfg: DecomposeConfig, model: Decomposer, opt: t
                      device) -> tuple[int, Optional[YawAugmentation]]:
     tensors, meta = load_safetensors(path)
     load_training_state(tensors, meta, model, opt, device)
-    aug = YawAugmentation.from_state(cfg, tensors, meta["aug"], device) if "aug" in meta else None
+    aug = YawAugmentation.from_state(cfg, tensors, meta["aug"], device, int(meta["step"])) if "aug" in meta else None
     return int(meta["step"]), aug
 
 
@@ -206,8 +211,8 @@ def train_decomposer(
             w = w.to(device, torch.float32)
             if aug is None:
                 aug = YawAugmentation(cfg, w.shape[1], device)
-            if step % cfg.aug_every == 0:
-                updated = aug.update()
+            if step >= aug.next_update:
+                updated, aug.next_update = aug.update(), step + cfg.aug_every
             n_aug = int(round(cfg.aug_share * b)) if aug.v is not None else 0
             if n_aug > 0:
                 # same draw on resume; a seed mix unlike a sampler's usual seed * K + step, so that the

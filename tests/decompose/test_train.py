@@ -20,6 +20,7 @@ from facedis_aug.decompose import (
     photometric_l1,
     train_decomposer,
 )
+from facedis_aug.decompose.sources import alternating_sampler
 from facedis_aug.decompose.losses import gradient_l1, partners_of, vgg16_relu3_3, view_cycle_loss
 from facedis_aug.ops import save_safetensors
 
@@ -266,6 +267,36 @@ def test_yaw_aug_switch_in_training(tmp_path, yaw_aug):
         assert stats[-1]["v_yaw_updates"] == 2 and stats[-1]["sigma_w"] > 0
     else:
         assert not gen.calls and all(r["n_aug"] == 0 for r in stats) and "v_yaw_updates" not in stats[-1]
+
+
+def test_alternating_sampler_gives_each_source_its_own_steps_in_order():
+    asked = {"even": [], "odd": []}
+
+    def source(name):
+        def sample(step):
+            asked[name].append(step)
+            return torch.full((1, 3, 2, 2), float(step)), (None if name == "even" else torch.zeros(1, D))
+        return sample
+
+    sampler = alternating_sampler(source("even"), source("odd"))
+    got = [sampler(step) for step in range(7)]
+    assert asked == {"even": [0, 1, 2, 3], "odd": [0, 1, 2]}
+    assert [g[1] is None for g in got] == [True, False] * 3 + [True]
+    assert [float(g[0][0, 0, 0, 0]) for g in got] == [0, 0, 1, 1, 2, 2, 3]
+
+
+def test_yaw_aug_refreshes_on_schedule_when_only_odd_steps_carry_w(tmp_path):
+    """decompose.source = mixed: data batches (no w) on even steps, G's on odd ones. v_yaw is still
+    refreshed every aug_every steps of the run (the old step % aug_every test never fired on odd steps)."""
+    gen = ToyGenerator()
+    mixed = alternating_sampler(_sampler(gen, with_w=False), _sampler(gen))
+    cfg = _cfg(iterations=44, aug_buffer=16, aug_share=0.5, mutual=False)
+    train_decomposer(cfg, mixed, tmp_path, seed=0, generator=gen)
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    updated = [r["step"] for r in stats if r.get("v_yaw_updated")]
+    assert updated == [11, 21, 31, 41]  # the try at step 1 had 4 pairs <= d = 6; then every 10 steps
+    assert all(r["n_aug"] == 0 for r in stats if r["step"] % 2 == 0 or r["step"] < 11)
+    assert all(r["n_aug"] == 2 for r in stats if r["step"] % 2 == 1 and r["step"] >= 11)
 
 
 def test_yaw_aug_needs_w(tmp_path, capsys):
