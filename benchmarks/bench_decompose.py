@@ -22,6 +22,8 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-grad(-cycle01)       world-plain-fixed-sigma with the image-gradient L1 (weight 1), (and the cycle at 0.1)
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
+    mixed-aug                        gan-aug on world images (even steps) and generator samples (odd
+                                     steps, with their w): decompose.source = mixed
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
 
@@ -51,7 +53,7 @@ from benchmarks.decompose_eval import constant_baseline, decomposition_picture, 
 from facedis_aug.data.stream import make_source, training_batches  # noqa: E402
 from facedis_aug.decompose import load_decomposer, train_decomposer  # noqa: E402
 from facedis_aug.decompose.harness import HARNESS_GEOMETRY  # noqa: E402
-from facedis_aug.decompose.sources import generator_sampler, stream_sampler  # noqa: E402
+from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, stream_sampler  # noqa: E402
 from facedis_aug.ops.dataconf import to_dict  # noqa: E402
 from facedis_aug.ops.io import read_json, write_json  # noqa: E402
 from facedis_aug.recipe import load_recipe  # noqa: E402
@@ -81,11 +83,12 @@ ARMS: dict[str, dict[str, Any]] = {
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
+    "mixed-aug": {"data": "mixed", "mutual": True, "yaw_aug": True},  # decompose.source = mixed
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 # ablations of one setting, run on request (not by default)
-VARIANTS = {"gan-aug-unsup3d", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
+VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
@@ -138,12 +141,15 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
         from facedis_aug.decompose.harness import ViewHarness
 
         return train_decomposer(cfg, ViewHarness(cfg.image_size, 64, seed=seed).sampler(cfg.batch), run_dir, seed=seed)
-    if spec["data"] == "world":
+    if spec["data"] in ("world", "mixed"):
         source = make_source(recipe.data, args.data_resolution)
-        sampler = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
-        return train_decomposer(cfg, sampler, run_dir, seed=seed)
+        world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
+        if spec["data"] == "world":
+            return train_decomposer(cfg, world, run_dir, seed=seed)
     G, _ = load_G(args)
     sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, seed)
+    if spec["data"] == "mixed":
+        sampler = alternating_sampler(world, sampler)
     return train_decomposer(cfg, sampler, run_dir, seed=seed, generator=synthesize if cfg.yaw_aug else None)
 
 
@@ -151,7 +157,7 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
             seed: int) -> dict[str, Any]:
     cfg = arm_config(recipe, arm, args.steps)
     data = {"data": ARMS[arm]["data"], "world": to_dict(recipe.data.synthetic), "resolution": args.data_resolution,
-            "gan": load_G(args)[1] if ARMS[arm]["data"] == "gan" else None, "seed": seed}
+            "gan": load_G(args)[1] if ARMS[arm]["data"] in ("gan", "mixed") else None, "seed": seed}
     run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -199,7 +205,7 @@ def _fmt(values: list[float]) -> Any:
 def row(arm: str, results: list[dict[str, Any]], steps: int) -> dict[str, Any]:
     spec = ARMS.get(arm, {})
     out = {"arm": arm, "seeds": len(results),
-           "train data": {"world": "world images", "gan": "generator", "harness": "harness"}.get(spec.get("data"), "-"),
+           "train data": {"world": "world images", "gan": "generator", "harness": "harness", "mixed": "world + generator"}.get(spec.get("data"), "-"),
            "mutual": spec.get("mutual", "-"), "yaw aug": spec.get("yaw_aug", "-"), "steps": steps,
            "s/step": round(sum(r.get("s_per_step", float("nan")) for r in results) / len(results), 3)}
     for col, key in METRICS.items():
@@ -239,7 +245,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
     harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
                     for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
-    gan_note = results[next(a for a in args.arms if ARMS[a]["data"] == "gan")][0]["data"]["gan"] if any(ARMS[a]["data"] == "gan" for a in args.arms) else "none"
+    gan_arms = [a for a in args.arms if ARMS[a]["data"] in ("gan", "mixed")]
+    gan_note = results[gan_arms[0]][0]["data"]["gan"] if gan_arms else "none"
     notes = (f"{'QUICK smoke test: numbers mean nothing. ' if args.quick else ''}"
              f"Decomposer: {size} px, the decompose settings of {Path(args.recipe).name} with {args.steps} steps per arm "
              f"(batch {recipe.decompose.batch}). World training images: {args.data_resolution} px, pose "
