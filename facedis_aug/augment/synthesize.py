@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..data.recordio import frame_record, pack_payload
+from ..data.recordio import RecordWriter, pack_payload
 from .synthetic import SyntheticPoseFaces
 
 FORMATS = ("folder", "rec", "wds")
@@ -181,48 +181,32 @@ def _write_shard(path: Path, lines: list[dict[str, Any]], blobs: list[bytes]) ->
 
 
 class _RecAppender:
-    """Appends image records to OUT/train.rec.partial (kept across runs: an interrupted run is cut back to
-    the end of its last logged record), then writes the header and identity records and the .idx."""
+    """An insightface face set in OUT/train.rec: image records appended by a `RecordWriter` that
+    resumes where the labels log ends (its .partial is kept across runs), then the header and
+    identity records at `finish`."""
 
     def __init__(self, out: Path, done: list[dict[str, Any]]):
-        self.rec = out / "train.rec"
-        self.partial = out / "train.rec.partial"
         end = max((d["end"] for d in done), default=0)
-        if self.partial.is_file() and self.partial.stat().st_size >= end:
-            with open(self.partial, "r+b") as f:
-                f.truncate(end)
-        elif end:
-            raise ValueError(f"{self.partial}: shorter than {out / LABELS} says; use a new --out folder")
-        else:
-            self.partial.write_bytes(b"")
-        self.f = open(self.partial, "ab")
+        offsets = {int(d["key"]): int(d["offset"]) for d in done}
+        try:
+            self.writer = RecordWriter(out / "train.rec", resume_at=end if done else None, offsets=offsets)
+        except ValueError as e:
+            raise ValueError(f"{e} (as {out / LABELS} says); use a new --out folder") from None
 
     def add(self, key: int, payload: bytes) -> tuple[int, int, int]:
-        start = self.f.tell()
-        self.f.write(frame_record(payload))
-        return key, start, self.f.tell()
+        return (key, *self.writer.write(key, payload))
 
     def flush(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        self.writer.flush()
 
     def finish(self, lines: list[dict[str, Any]]) -> None:
-        """Header (key 0) and identity records at the end of the file, the .idx, then the renames."""
+        """Header (key 0) and identity records at the end of the file, then the .idx and the renames."""
         n = len(lines)
         ids: dict[int, list[int]] = {}
         for d in lines:
             ids.setdefault(int(d["identity"]), []).append(int(d["key"]))
-        offsets = {int(d["key"]): int(d["offset"]) for d in lines}
-        offsets[0] = self.f.tell()
-        self.f.write(frame_record(pack_payload([n + 1, n + 1 + len(ids)], b"")))
+        self.writer.write(0, pack_payload([n + 1, n + 1 + len(ids)], b""))
         for j, ident in enumerate(sorted(ids)):
-            offsets[n + 1 + j] = self.f.tell()
             keys = ids[ident]
-            self.f.write(frame_record(pack_payload([min(keys), max(keys) + 1], b"")))
-        self.flush()
-        self.f.close()
-        idx = self.rec.with_suffix(".idx")
-        tmp = idx.with_name(idx.name + ".partial")
-        tmp.write_text("".join(f"{k}\t{offsets[k]}\n" for k in sorted(offsets)))
-        os.replace(self.partial, self.rec)
-        os.replace(tmp, idx)
+            self.writer.write(n + 1 + j, pack_payload([min(keys), max(keys) + 1], b""))
+        self.writer.close()

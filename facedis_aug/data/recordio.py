@@ -118,35 +118,56 @@ class RecordWriter:
     """Write a `.rec` + `.idx` pair record by record (`write(key, payload)`), as MXNet's writer does.
 
     Written under temporary names and renamed on `close()` (or leaving the `with` block without an
-    error), so a crash never leaves a pair that looks complete."""
+    error), so a crash never leaves a pair that looks complete. `resume_at=END` continues an
+    interrupted writer: its `.rec.partial` is cut back to END bytes (the end of the last record the
+    caller logged as written) and `offsets` (key -> offset of those records) are kept for the `.idx`."""
 
-    def __init__(self, rec_path: str | os.PathLike):
+    def __init__(self, rec_path: str | os.PathLike, resume_at: int | None = None, offsets: dict[int, int] | None = None):
         self.rec_path = Path(rec_path)
         self.idx_path = self.rec_path.with_suffix(".idx")
         self._tmp_rec = self.rec_path.with_name(self.rec_path.name + ".partial")
         self._tmp_idx = self.idx_path.with_name(self.idx_path.name + ".partial")
-        self._rec = open(self._tmp_rec, "wb")
-        self._idx = open(self._tmp_idx, "w")
-        self.count = 0
+        if resume_at is None:
+            self._rec = open(self._tmp_rec, "wb")
+        else:
+            size = self._tmp_rec.stat().st_size if self._tmp_rec.is_file() else -1
+            if size < resume_at:
+                raise ValueError(f"{self._tmp_rec}: {'missing' if size < 0 else f'{size} bytes'}, but {resume_at} were "
+                                 "written before the interruption; start again in a new folder")
+            self._rec = open(self._tmp_rec, "r+b")
+            self._rec.truncate(resume_at)
+            self._rec.seek(resume_at)
+        self.offsets: dict[int, int] = dict(offsets or {})
 
-    def write(self, key: int, payload: bytes) -> None:
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def write(self, key: int, payload: bytes) -> tuple[int, int]:
+        """Append one record; returns its (start, end) byte offsets in the .rec."""
         offset = self._rec.tell()
         self._rec.write(frame_record(payload))
-        self._idx.write(f"{int(key)}\t{offset}\n")
-        self.count += 1
+        self.offsets[int(key)] = offset
+        return offset, self._rec.tell()
+
+    def flush(self) -> None:
+        """Make what was written so far durable (a resumed writer may rely on it)."""
+        self._rec.flush()
+        os.fsync(self._rec.fileno())
 
     def close(self) -> None:
-        for f in (self._rec, self._idx):
+        self.flush()
+        self._rec.close()
+        with open(self._tmp_idx, "w") as f:
+            f.writelines(f"{k}\t{self.offsets[k]}\n" for k in sorted(self.offsets))
             f.flush()
             os.fsync(f.fileno())
-            f.close()
         os.replace(self._tmp_rec, self.rec_path)
         os.replace(self._tmp_idx, self.idx_path)
 
     def abort(self) -> None:
-        for f, p in ((self._rec, self._tmp_rec), (self._idx, self._tmp_idx)):
-            f.close()
-            p.unlink(missing_ok=True)
+        self._rec.close()
+        self._tmp_rec.unlink(missing_ok=True)
 
     def __enter__(self) -> "RecordWriter":
         return self

@@ -137,3 +137,24 @@ def test_dataloader_workers_read_the_same_items(tmp_path):
     a = torch.cat([x for x, _ in DataLoader(ds, batch_size=3, num_workers=2)])
     b = torch.stack([ds[i][0] for i in range(len(ds))])
     assert torch.equal(a, b)
+
+
+def test_a_resumed_writer_cuts_back_to_the_logged_end_and_keeps_the_old_offsets(tmp_path):
+    path = tmp_path / "r.rec"
+    w = RecordWriter(path)
+    spans = [w.write(k, f"payload-{k}".encode()) for k in (1, 2)]
+    w.flush()
+    w._rec.write(b"torn half record")  # a crash in the middle of record 3
+    w._rec.close()
+    # the caller logged records 1 and 2 as written: resume at the end of record 2
+    w = RecordWriter(path, resume_at=spans[1][1], offsets={1: spans[0][0], 2: spans[1][0]})
+    w.write(3, b"payload-3")
+    w.close()
+    with RecordWriter(tmp_path / "ref.rec") as ref:
+        for k in (1, 2, 3):
+            ref.write(k, f"payload-{k}".encode())
+    assert path.read_bytes() == (tmp_path / "ref.rec").read_bytes()
+    assert (tmp_path / "r.idx").read_text() == (tmp_path / "ref.idx").read_text()
+    assert not list(tmp_path.glob("*.partial"))
+    with pytest.raises(ValueError, match="missing"):
+        RecordWriter(tmp_path / "gone.rec", resume_at=10)
