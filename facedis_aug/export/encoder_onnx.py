@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encode.model import fit_images
-from .onnx import _EXAMPLE_BATCH, Exporter, OnnxGenerator, _export
+from .onnx import _EXAMPLE_BATCH, Exporter, OnnxModel, _export
 
 
 def export_encoder(E: nn.Module, path: str | os.PathLike, *, exporter: Exporter = "dynamo", opset: int = 18) -> Path:
@@ -31,23 +31,16 @@ def export_encoder(E: nn.Module, path: str | os.PathLike, *, exporter: Exporter 
         return _export(E.eval(), (x,), Path(path), ["image"], ["w"], exporter, opset, meta)
 
 
-class OnnxEncoder(OnnxGenerator):
+class OnnxEncoder(OnnxModel):
     """encoder.onnx through ONNX Runtime: `enc(images [B, 3, H, W] in [-1, 1]) -> w [B, d]` (torch, CPU)."""
-
-    @property
-    def image_size(self) -> int:
-        return int(self.session.get_inputs()[0].shape[-1])
 
     @property
     def w_dim(self) -> int:
         return int(self.session.get_outputs()[0].shape[1])
 
-    def __call__(self, images: Tensor, noises: object = None) -> Tensor:  # noqa: ARG002 (same signature as parent)
+    def __call__(self, images: Tensor) -> Tensor:
         x = fit_images(images.detach().float().cpu(), self.image_size)
         return torch.from_numpy(self.session.run(["w"], {"image": x.numpy()})[0])
-
-    def __repr__(self) -> str:
-        return f"OnnxEncoder({str(self.path)!r}, device={self.device!r})"
 
 
 def encoder_max_abs_difference(E: nn.Module, path: str | os.PathLike, batch: int = 3, seed: int = 0) -> float:

@@ -268,12 +268,9 @@ def read_metadata(session: Any) -> dict[str, Any]:
     return out
 
 
-class OnnxGenerator:
-    """generator.onnx through ONNX Runtime: `gen(w [B, d]) -> image [B, 3, R, R]` (torch, CPU, float32).
-
-    Noise inputs (an export with noise="input") must be given as `gen(w, noises=[...])`; they are
-    never invented. The session is created on first call, in the calling process.
-    """
+class OnnxModel:
+    """An exported model through ONNX Runtime: the session (created on first use, in the calling process,
+    never reused across a fork or a pickle), its metadata and providers. Subclasses define `__call__`."""
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
         self.path = Path(path)
@@ -297,12 +294,31 @@ class OnnxGenerator:
         return [i.name for i in self.session.get_inputs()]
 
     @property
-    def w_dim(self) -> int:
-        return int(self.session.get_inputs()[0].shape[1])
+    def image_size(self) -> int:
+        """Side of the first input, for image-input models (view head, encoder)."""
+        return int(self.session.get_inputs()[0].shape[-1])
 
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_session": None, "_pid": None}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, device={self.device!r})"
+
+
+class OnnxGenerator(OnnxModel):
+    """generator.onnx through ONNX Runtime: `gen(w [B, d]) -> image [B, 3, R, R]` (torch, CPU, float32).
+
+    Noise inputs (an export with noise="input") must be given as `gen(w, noises=[...])`; they are
+    never invented.
+    """
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.session.get_inputs()[0].shape[1])
 
     def __call__(self, w: Tensor, noises: Sequence[Tensor] | None = None) -> Tensor:
         if w.ndim != 2 or w.shape[1] != self.w_dim:
@@ -317,27 +333,14 @@ class OnnxGenerator:
             raise ValueError(f"{self.path.name} has fixed noise; it takes no noise inputs")
         return torch.from_numpy(self.session.run(["image"], feeds)[0])
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_session": None, "_pid": None}
 
-    def __repr__(self) -> str:
-        return f"OnnxGenerator({str(self.path)!r}, device={self.device!r})"
-
-
-class OnnxViewHead(OnnxGenerator):
+class OnnxViewHead(OnnxModel):
     """view_head.onnx through ONNX Runtime: `head(images [B, 3, H, W] in [-1, 1]) -> [B, 3]`
     (yaw, pitch, roll degrees); images are resized to the head's input size first."""
 
-    @property
-    def image_size(self) -> int:
-        return int(self.session.get_inputs()[0].shape[-1])
-
-    def __call__(self, images: Tensor, noises: Any = None) -> Tensor:  # noqa: ARG002 (same signature as parent)
+    def __call__(self, images: Tensor) -> Tensor:
         x = resize_to(images.detach().float().cpu(), self.image_size)
         return torch.from_numpy(self.session.run(["yaw_pitch_roll"], {"image": x.numpy()})[0])
-
-    def __repr__(self) -> str:
-        return f"OnnxViewHead({str(self.path)!r}, device={self.device!r})"
 
 
 def max_abs_difference(
