@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_gan import bench, discs  # noqa: E402
 from benchmarks.common import markdown_table, write_results  # noqa: E402
 from facedis_aug.gan.config import GanConfig  # noqa: E402
-from facedis_aug.gan.networks import Generator, generate, load_generator, seeds_to_z  # noqa: E402
+from facedis_aug.gan.networks import Generator, generate, load_generator  # noqa: E402
+from facedis_aug.ops.seeds import seeds_to_z  # noqa: E402
 from facedis_aug.gan.train import network_configs  # noqa: E402
 
 # name -> (our config, training steps incl. warm-up)

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
 from .ops.linear import edit_latent, s_to_value, value_to_s
+from .ops.seeds import seeds_to_z
 
 FORMAT = "facedis_aug.bundle"
 FORMAT_VERSION = 1
@@ -134,12 +135,6 @@ def _generate(G: Any, **kwargs: Any) -> Tensor:
     from .gan.networks import generate
 
     return generate(G, **kwargs)
-
-
-def _seeds_to_z(seeds: Sequence[int], z_dim: int) -> Tensor:
-    from .gan.networks import seeds_to_z
-
-    return seeds_to_z(seeds, z_dim)
 
 
 class Bundle:
@@ -305,7 +300,7 @@ class Bundle:
     def sample_w(self, n: int, seed: int = 0) -> Tensor:
         """w = F(z) [n, d] for the seeds seed, seed + 1, ..., seed + n - 1 (same faces as generate(seeds=...))."""
         G = self.generator
-        z = _seeds_to_z(list(range(int(seed), int(seed) + int(n))), int(G.z_dim))
+        z = seeds_to_z(range(int(seed), int(seed) + int(n)), int(G.z_dim))
         with torch.no_grad():
             return G.mapping(z.to(self.device))
 

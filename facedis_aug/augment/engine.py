@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
 from ..ops.linear import edit_latent, s_to_value, value_to_s
+from ..ops.seeds import derive_seed, seeds_to_z
 
 Backend = Literal["torch", "onnx"]
 BACKENDS = ("torch", "onnx")
@@ -275,12 +276,12 @@ class Engine:
 
 def identity_seed(seed: int, k: int) -> int:
     """A 63-bit seed for identity k of a dataset seeded with `seed` (distinct streams per pair)."""
-    return int(np.random.SeedSequence([int(seed), int(k), 0x1D]).generate_state(1, np.uint64)[0]) >> 1
+    return derive_seed(seed, k, 0x1D)
 
 
 def identity_z(seed: int, ks: np.ndarray | list[int], z_dim: int) -> Tensor:
     """z [len(ks), z_dim] for identities ks: each from its own seeded torch.Generator."""
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(identity_seed(seed, int(k)))) for k in ks])
+    return seeds_to_z((identity_seed(seed, int(k)) for k in ks), z_dim)
 
 
 def to_unit_range(images: Tensor) -> Tensor:

@@ -255,9 +255,9 @@ def compute_directions(
 
 
 def strip_latents(G: nn.Module) -> Tensor:
-    """w [len(STRIP_SEEDS), d] of the stage's strips: one z per seed (`gan.networks.seeds_to_z`), so row k
+    """w [len(STRIP_SEEDS), d] of the stage's strips: one z per seed (`ops.seeds.seeds_to_z`), so row k
     shows the face `facedis-aug draw --seed STRIP_SEEDS[k]` and `Bundle.sample_w(1, seed)` give."""
-    from ..gan.networks import seeds_to_z
+    from ..ops.seeds import seeds_to_z
 
     device = next((p.device for p in G.parameters()), torch.device("cpu"))
     with torch.no_grad():

@@ -23,7 +23,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -31,15 +30,12 @@ from tqdm import tqdm
 from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
                    training_state_tensors, write_json)
 from ..ops.dataconf import to_dict
+from ..ops.seeds import derive_seed
 from .config import EncodeConfig
 from .model import LatentEncoder, fit_images, image_l1, refine_latent, relative_w_error, save_encoder
 
 _TAG_TRAIN, _TAG_EVAL, _TAG_STATS = 0xE1C0, 0xE7A1, 0x57A7  # separate random streams per use
 STATS_SAMPLES = 4096  # F(z) samples for w_mean / w_std
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
 @torch.no_grad()
@@ -53,7 +49,7 @@ def generator_samples(G: nn.Module, n: int, seed: int, device: Any = "cpu") -> t
 @torch.no_grad()
 def w_statistics(G: nn.Module, seed: int, n: int = STATS_SAMPLES, device: Any = "cpu") -> tuple[Tensor, Tensor]:
     """Per-dimension mean and std of w = F(z) over n seeded samples: ([d], [d])."""
-    z = torch.randn(n, int(G.z_dim), generator=torch.Generator().manual_seed(_seed(seed, _TAG_STATS))).to(device)
+    z = torch.randn(n, int(G.z_dim), generator=torch.Generator().manual_seed(derive_seed(seed, _TAG_STATS))).to(device)
     w = G.mapping(z).float()
     return w.mean(0), w.std(0)
 
@@ -90,7 +86,7 @@ def evaluate_encoder(model: LatentEncoder, G: nn.Module, cfg: EncodeConfig, seed
     """Held-out report: relative w error (1 = the mean-w baseline, also measured), L1 of G(E(x)) with
     and without refinement on fresh generator samples and on face_images, and max_l1."""
     model.eval()
-    x, w = generator_samples(G, cfg.eval_samples, _seed(seed, _TAG_EVAL), device)
+    x, w = generator_samples(G, cfg.eval_samples, derive_seed(seed, _TAG_EVAL), device)
     with torch.no_grad():
         w_hat = model(fit_images(x, model.image_size))
     rep: dict[str, Any] = {
@@ -139,7 +135,7 @@ def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *
     amp = (lambda: torch.autocast(dev_type, dtype=torch.bfloat16)) if cfg.precision == "bf16" else nullcontext
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="encode", mininterval=1.0)
     for step in bar:
-        x, w = generator_samples(G, cfg.batch, _seed(seed, _TAG_TRAIN, step), device)
+        x, w = generator_samples(G, cfg.batch, derive_seed(seed, _TAG_TRAIN, step), device)
         with amp():
             w_hat = model(fit_images(x, model.image_size)).float()
             loss_w = relative_w_error(w_hat, w, model.w_std).mean()

@@ -18,7 +18,6 @@ _PUBLIC = {
     "GeneratorConfig": "facedis_aug.gan.networks",
     "generate": "facedis_aug.gan.networks",
     "load_generator": "facedis_aug.gan.networks",
-    "seeds_to_z": "facedis_aug.gan.networks",
     "train_gan": "facedis_aug.gan.train",
 }
 __all__ = sorted(_PUBLIC)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.seeds import seeds_to_z
+
 NoiseMode = Literal["random", "const", "none"]
 GAN_FORMAT = "facedis_aug.gan/1"
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through leaky ReLU(0.2)
@@ -386,12 +388,6 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
 
 def generator_metadata(G: Generator, **extra) -> dict:
     return {"format": GAN_FORMAT, "generator": asdict(G.cfg), **extra}
-
-
-def seeds_to_z(seeds: Sequence[int], z_dim: int) -> Tensor:
-    """One z [z_dim] per seed, each from its own torch.Generator: the same seed gives the same z
-    whatever the other seeds or the batch size."""
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
 def generate(

@@ -1,0 +1,20 @@
+"""ops.seeds: one seed derivation and one seed -> z for the whole package."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from facedis_aug.ops.seeds import derive_seed, seeds_to_z
+
+
+def test_seeds_to_z_is_per_seed_whatever_the_batch():
+    z = seeds_to_z([3, 7, 11], 16)
+    assert z.shape == (3, 16) and z.dtype == torch.float32
+    torch.testing.assert_close(z[1], torch.randn(16, generator=torch.Generator().manual_seed(7)), rtol=0, atol=0)
+    torch.testing.assert_close(seeds_to_z([7], 16)[0], z[1], rtol=0, atol=0)
+
+
+def test_derive_seed_is_numpy_seedsequence_in_63_bits():
+    s = derive_seed(5, 2, 0x1D)
+    assert s == int(np.random.SeedSequence([5, 2, 0x1D]).generate_state(1, np.uint64)[0]) >> 1
+    assert 0 <= s < 2**63 and derive_seed(5, 3, 0x1D) != s and derive_seed(5, 2, 0x1D) == s
