@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..ops import JsonlLogger, load_safetensors, read_json, save_image_grid, save_safetensors, write_json
 from ..ops.dataconf import to_dict
+from ..ops.io import load_optimizer_tensors, optimizer_tensors, sub_tensors
 from .config import GanConfig
 from .loss import (
     decorrelation_loss,
@@ -140,24 +141,9 @@ def _flat_state(G: nn.Module, D: nn.Module, G_ema: nn.Module, opt_G, opt_D, extr
     out = {}
     for name, m in (("G", G), ("D", D), ("G_ema", G_ema)):
         out.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
-    for name, opt in (("opt_G", opt_G), ("opt_D", opt_D)):
-        for idx, st in opt.state_dict()["state"].items():
-            out.update({f"{name}.{idx}.{k}": torch.as_tensor(v) for k, v in st.items()})
+    out.update({**optimizer_tensors(opt_G, "opt_G"), **optimizer_tensors(opt_D, "opt_D")})
     out.update({f"state.{k}": v for k, v in extra.items()})
     return out
-
-
-def _sub(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def _load_opt(opt: torch.optim.Optimizer, flat: dict[str, Tensor]) -> None:
-    state: dict[int, dict[str, Tensor]] = {}
-    for k, v in flat.items():
-        idx, name = k.split(".", 1)
-        state.setdefault(int(idx), {})[name] = v
-    sd = opt.state_dict()  # param_groups come from the config, not the file
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
 
 
 def _save_checkpoint(run_dir: Path, step: int, tensors: dict[str, Tensor], info: dict) -> Path:
@@ -236,12 +222,12 @@ def train_gan(
         if saved_net != want_net:
             raise ValueError(f"{ptr}: checkpoint networks {saved_net} differ from the recipe's {want_net}; use a new run folder")
         tensors, _ = load_safetensors(run_dir / info["file"], device=dev)
-        G.load_state_dict(_sub(tensors, "G"))
-        D.load_state_dict(_sub(tensors, "D"))
-        G_ema.load_state_dict(_sub(tensors, "G_ema"))
-        _load_opt(opt_G, _sub(tensors, "opt_G"))
-        _load_opt(opt_D, _sub(tensors, "opt_D"))
-        st = {k: v.clone() for k, v in _sub(tensors, "state").items()}
+        G.load_state_dict(sub_tensors(tensors, "G"))
+        D.load_state_dict(sub_tensors(tensors, "D"))
+        G_ema.load_state_dict(sub_tensors(tensors, "G_ema"))
+        load_optimizer_tensors(opt_G, sub_tensors(tensors, "opt_G"))
+        load_optimizer_tensors(opt_D, sub_tensors(tensors, "opt_D"))
+        st = {k: v.clone() for k, v in sub_tensors(tensors, "state").items()}
         start, bad_steps, last_ckpt = info["step"], info.get("bad_steps", 0), run_dir / info["file"]
         if rank == 0:
             print(f"gan: resuming from step {start} ({start * gbatch / 1000:g} kimg, {last_ckpt})")

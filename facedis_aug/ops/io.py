@@ -195,25 +195,38 @@ class JsonlLogger:
             return [json.loads(line) for line in f if line.strip()]
 
 
+def sub_tensors(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries "<prefix>.<key>" of a flat checkpoint, as {key: tensor}."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat tensors "<prefix>.<param index>.<name>"."""
+    return {f"{prefix}.{i}.{k}": torch.as_tensor(v) for i, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, flat: Mapping[str, torch.Tensor], device: str | torch.device | None = None,
+                           param_groups: Any = None) -> None:
+    """Inverse of `optimizer_tensors` (given its entries without the prefix, see `sub_tensors`); the
+    param groups are the optimizer's own unless given (a checkpoint may store them)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in flat.items():
+        i, name = k.split(".", 1)
+        # Adam keeps its step counter on the CPU unless capturable
+        state.setdefault(int(i), {})[name] = v.to(device) if device is not None and name != "step" else v
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"] if param_groups is None else param_groups})
+
+
 def training_state_tensors(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One model and its optimizer as flat tensors ("model.<param>", "optim.<idx>.<name>") plus the
     metadata they need back ({"optim_groups": ...}), for a single-model training checkpoint."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for i, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
-    return tensors, {"optim_groups": sd["param_groups"]}
+    tensors.update(optimizer_tensors(opt, "optim"))
+    return tensors, {"optim_groups": opt.state_dict()["param_groups"]}
 
 
 def load_training_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], model: torch.nn.Module,
                         opt: torch.optim.Optimizer, device: str | torch.device) -> None:
     """Inverse of `training_state_tensors`: fill model and optimizer in place."""
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            # Adam keeps its step counter on the CPU unless capturable
-            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
-    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    model.load_state_dict(sub_tensors(tensors, "model"))
+    load_optimizer_tensors(opt, sub_tensors(tensors, "optim"), device, meta["optim_groups"])
