@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..ops.resize import resize_bilinear
+
 MIN_SIDE = 16  # pixels; below this there is no face left to encode
 BLANK_STD = 2e-3  # an image whose pixel std (in [0, 1]) is below this is blank: nothing to encode
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as PIL's convert("L")
@@ -160,8 +162,5 @@ def central_mask(h: int, w: int, radius: float = 0.30, softness: float = 0.15) -
 
 
 def resize_chw(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """[3, H, W] -> [3, *size] (antialiased bilinear when shrinking)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
-    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
+    """[3, H, W] -> [3, *size] (antialiased bilinear)."""
+    return resize_bilinear(x, size)

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..ops.io import read_json, write_json
+from ..ops.resize import resize_bilinear, resize_square
 from .engine import Engine, open_bundle
 from .synthetic import SyntheticPoseFaces, count_arg, largest_remainder
 
@@ -84,8 +85,6 @@ def _like_base(base: Any) -> tuple[str, Callable | None, str]:
     of its first file, then its own transform, exactly as its real images; any other dataset gets its
     first item's kind: a PIL image of the same size and mode, or a tensor of the same shape and dtype
     (float tensors are taken to be in [0, 1], uint8 in [0, 255])."""
-    from torchvision.transforms.functional import resize
-
     def pil_like(size: tuple[int, int], mode: str) -> Callable:
         def convert(x: Any) -> Any:  # x: PIL RGB image at the bundle's resolution
             x = x.resize(size, resample=3)  # bicubic
@@ -109,7 +108,7 @@ def _like_base(base: Any) -> tuple[str, Callable | None, str]:
         shape, dtype = tuple(image.shape), image.dtype
 
         def tensor_like(x: Tensor) -> Tensor:
-            x = resize(x, list(shape[1:]), antialias=True).clamp(0, 1)
+            x = resize_bilinear(x, shape[1:]).clamp(0, 1)
             if shape[0] == 1:
                 x = (0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3])
             return (x * 255).round().to(dtype) if dtype == torch.uint8 else x.to(dtype)
@@ -260,8 +259,6 @@ class PoseRebalanced(Dataset):
                 todo_idx.clear()
                 todo_img.clear()
 
-        from ..export.onnx import resize_to
-
         it = range(n)
         if self.progress:
             from tqdm import tqdm
@@ -280,7 +277,7 @@ class PoseRebalanced(Dataset):
             image, label = item
             labels.append(int(label))
             x = _image_to_model_range(image)
-            todo_img.append(resize_to(x[None], self.spec.view_size)[0])
+            todo_img.append(resize_square(x[None], self.spec.view_size)[0])
             todo_idx.append(i)
             fresh += 1
             if len(todo_idx) >= self.batch_size:

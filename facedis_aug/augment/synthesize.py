@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..data.recordio import RecordWriter, pack_payload
+from ..ops.resize import resize_bilinear
 from .synthetic import SyntheticPoseFaces
 
 FORMATS = ("folder", "rec", "wds")
@@ -64,7 +65,7 @@ def crop_geometry(crop: str, size: int | None, resolution: int) -> tuple[int, in
 def to_crop(images: Tensor, hw: tuple[int, int]) -> Tensor:
     """images [B, 3, R, R] in [0, 1] -> [B, 3, H, W]: resized to H x H, then the central W columns."""
     h, w = hw
-    x = torch.nn.functional.interpolate(images, size=(h, h), mode="bilinear", align_corners=False, antialias=True)
+    x = resize_bilinear(images, h)
     left = (h - w) // 2
     return x[..., left:left + w].clamp(0, 1)
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..ops.resize import resize_bilinear
 from .engine import Engine, open_bundle, to_unit_range
 from .real import FaceInputError, central_mask, from_rgb_unit, pad_square, resize_chw, to_rgb_unit
 
@@ -148,7 +148,7 @@ class _YawTurner:
         w2 = self.spec.edit(w[None], "yaw", torch.tensor([float(self.spec.yaw_to_s(yaw))]))
         img = to_unit_range(self.engine.render(w2))
         if size is not None and tuple(img.shape[-2:]) != tuple(size):
-            img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+            img = resize_bilinear(img, size).clamp_(0, 1)
         return img[0], w2[0]
 
 

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.resize import resize_bilinear
+
 log = logging.getLogger("facedis_aug.gan.metrics")
 
 FALLBACK_FEATURES = "fallback-random-conv-seed0"
@@ -66,14 +68,6 @@ def _weights_file(path: Optional[str]) -> Optional[Path]:
         return None
     p = Path(path).expanduser()
     return p if p.is_file() else None
-
-
-def _resize(x: Tensor, size: int) -> Tensor:
-    """Bilinear resize of [B, C, H, W] to size x size (antialiased only when shrinking)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    shrink = x.shape[-1] > size or x.shape[-2] > size
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def _check_images(x: Tensor, name: str) -> None:
@@ -171,7 +165,7 @@ class InceptionFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, "InceptionFeatures")
-        x = _resize(images.float().clamp(-1, 1), 299)
+        x = resize_bilinear(images.float().clamp(-1, 1), 299)
         return self.trunk(x)
 
 
@@ -215,7 +209,7 @@ class RandomConvFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, "RandomConvFeatures")
-        h = self.body(_resize(images.float().clamp(-1, 1), self.size))
+        h = self.body(resize_bilinear(images.float().clamp(-1, 1), self.size))
         return torch.cat([h.mean((2, 3)), h.std((2, 3))], 1)
 
 

@@ -9,6 +9,7 @@ _PUBLIC = {
         "atomic_write", "load_safetensors", "load_training_state", "path_inside", "read_json", "save_image_grid",
         "save_safetensors", "sha256_file", "to_uint8_image", "training_state_tensors", "write_json", "JsonlLogger")},
     "resize_square": "facedis_aug.ops.resize",
+    "resize_bilinear": "facedis_aug.ops.resize",
     "derive_seed": "facedis_aug.ops.seeds",
     "seeds_to_z": "facedis_aug.ops.seeds",
 }

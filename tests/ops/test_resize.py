@@ -24,3 +24,15 @@ def test_train_and_serve_see_the_same_pixels():
     ref = resize_square(x, 32)
     for f in (train_resize, serve_resize, resize_for_decomposer):
         torch.testing.assert_close(f(x, 32), ref, rtol=0, atol=0)
+
+
+def test_resize_bilinear_is_antialiased_bilinear_for_batches_and_single_images():
+    from facedis_aug.ops.resize import resize_bilinear
+
+    x = torch.rand(2, 3, 40, 30, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(x, size=(16, 20), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(resize_bilinear(x, (16, 20)), ref, rtol=0, atol=0)
+    torch.testing.assert_close(resize_bilinear(x[1], (16, 20)), ref[1], rtol=0, atol=0)
+    assert resize_bilinear(x, (40, 30)) is x
+    up = resize_bilinear(x, 64)  # growing: plain bilinear (antialiasing only acts when shrinking)
+    torch.testing.assert_close(up, F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False), rtol=0, atol=1e-6)
