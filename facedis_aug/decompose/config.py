@@ -129,6 +129,11 @@ class DecomposeConfig:
     # ambient and diffuse intensities live in [light_floor, 1]: with mutual reconstruction they died at
     # ~1e-9 and the render went black (ours; unsup3d: [0, 1])
     light_floor: float = 0.05
+    # "rgb" (ours): ambient and diffuse per colour channel; "grey" (unsup3d): one intensity each, the three
+    # channels tied, so a face's colour can only live in its albedo. With RGB light and mutual
+    # reconstruction the albedo collapsed to one mean face for every image (spread across images 0.05-0.07
+    # against 0.38 for the inputs; the colour went into the light): scratch measurement, see the stage-2 note
+    light_colour: Literal["rgb", "grey"] = "rgb"
     # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
     saturated: float = 0.995

@@ -246,7 +246,10 @@ class Decomposer(nn.Module):
 
     def light_from_raw(self, raw: Tensor) -> Tensor:
         lo = self.cfg.light_floor  # unsup3d: tanh -> [0, 1] intensities; ours keep a floor
-        return torch.cat([lo + (1.0 - lo) * (raw[:, :6] / 2.0 + 0.5), raw[:, 6:]], 1)
+        intensity = raw[:, :6]
+        if self.cfg.light_colour == "grey":  # one ambient and one diffuse intensity, the same in r, g, b
+            intensity = intensity.view(-1, 2, 3).mean(2, keepdim=True).expand(-1, 2, 3).reshape(-1, 6)
+        return torch.cat([lo + (1.0 - lo) * (intensity / 2.0 + 0.5), raw[:, 6:]], 1)
 
     def depth_from_raw(self, raw: Tensor) -> Tensor:
         """[B, S, S] network output -> canonical depth.

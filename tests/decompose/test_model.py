@@ -255,3 +255,16 @@ def test_head_surface_starts_as_the_prior_ellipsoid_with_the_prior_silhouette(tm
     assert loaded.cfg.surface == "head" and tuple(loaded.cfg.surface_range) == (120.0, 90.0)
     with pytest.raises(ValueError, match="layers"):
         _tiny(surface="head", layers=False)
+
+
+def test_grey_light_ties_the_colour_channels_and_rgb_keeps_them():
+    raw = torch.randn(4, 8, generator=torch.Generator().manual_seed(0)).tanh()
+    grey = Decomposer(DecomposeConfig(image_size=32, channels=8, bottleneck=16, light_colour="grey")).light_from_raw(raw)
+    rgb = Decomposer(DecomposeConfig(image_size=32, channels=8, bottleneck=16)).light_from_raw(raw)
+    lo = DecomposeConfig().light_floor
+    for t in (slice(0, 3), slice(3, 6)):  # ambient, diffuse
+        expect = lo + (1 - lo) * (raw[:, t].mean(1, keepdim=True) / 2 + 0.5)
+        torch.testing.assert_close(grey[:, t], expect.expand(-1, 3))
+        torch.testing.assert_close(rgb[:, t], lo + (1 - lo) * (raw[:, t] / 2 + 0.5))
+    torch.testing.assert_close(grey[:, 6:], raw[:, 6:])
+    assert rgb[:, 0:3].std(1).min() > 0  # distinct channels
