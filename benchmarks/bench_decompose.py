@@ -98,11 +98,11 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-mutual", "mixed-plain-aug", "
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
-           "PSNR dB"]
+           "PSNR dB", "albedo spread"]
 METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch MAE": "pitch_mae", "yaw r": "yaw_r",
            "yaw slope": "yaw_slope", "r |yaw|<=60": "yaw_r_60", "slope |yaw|<=60": "yaw_slope_60",
            "slope |yaw|<=30": "yaw_slope_30", "slope |yaw|<=15": "yaw_slope_15", "SIDE": "side",
-           "MAD deg": "mad", "PSNR dB": "psnr"}
+           "MAD deg": "mad", "PSNR dB": "psnr", "albedo spread": "albedo_spread"}
 
 
 def arm_config(recipe: Any, arm: str, steps: int) -> Any:

@@ -7,6 +7,7 @@
 Metrics, each measured against the world's own labels and maps:
 - yaw / pitch MAE (degrees) over all faces, yaw MAE over |yaw| > 45 (profiles), yaw r (Pearson) and
   yaw slope (least-squares slope of predicted on true yaw: 1 means the right scale, 0 a constant);
+- albedo spread: the std of the canonical albedo over the images, on the face (0: one albedo for all);
 - depth SIDE (unsup3d's scale-invariant depth error, sqrt(mean(e^2) - mean(e)^2) with e = log
   predicted - log true view depth, on the face skin the decomposer covers) and normal MAD (mean
   angle in degrees between the normals of the predicted and true view depth maps, same pixels).
@@ -100,7 +101,7 @@ def evaluate(model: Decomposer, ev: dict[str, Tensor], batch: int = 128) -> dict
     model.eval()
     cfg = model.cfg
     r = renderer_for(cfg)
-    yaw, pitch, vdepth, covered, psnr = [], [], [], [], []
+    yaw, pitch, vdepth, covered, psnr, albedo, alpha = [], [], [], [], [], [], []
     for i in range(0, ev["x"].shape[0], batch):
         d = model(ev["x"][i:i + batch])
         out = model.reconstruct(r, d)
@@ -110,10 +111,21 @@ def evaluate(model: Decomposer, ev: dict[str, Tensor], batch: int = 128) -> dict
         # layered: the face is where it is drawn with some opacity (the background layer has no depth)
         covered.append(out.mask if out.alpha is None else out.mask & (out.alpha > 0.5))
         psnr.append(_psnr(out.image, ev["x"][i:i + batch]))
+        albedo.append(d.albedo)
+        alpha.append(d.alpha if d.alpha is not None else torch.ones_like(d.albedo[:, 0]))
     yaw, pitch, vdepth, covered = torch.cat(yaw), torch.cat(pitch), torch.cat(vdepth), torch.cat(covered)
     scores = _scores(yaw, pitch, vdepth, ev["face"] & covered, ev, cfg.fov)
     scores["psnr"] = float(torch.cat(psnr).mean())
+    scores["albedo_spread"] = albedo_spread(torch.cat(albedo), torch.cat(alpha))
     return scores
+
+
+def albedo_spread(albedo: Tensor, alpha: Tensor) -> float:
+    """How much the canonical albedo [N, 3, S, S] differs between images: the std over images, averaged
+    over channels and over the pixels that are face (mean opacity [N, S, S] > 0.5). Near 0: one albedo
+    for every face (identity carried elsewhere, e.g. by a coloured light)."""
+    face = alpha.mean(0) > 0.5
+    return float(albedo.std(0).mean(0)[face].mean()) if face.any() else float("nan")
 
 
 def _psnr(recon: Tensor, target: Tensor) -> Tensor:

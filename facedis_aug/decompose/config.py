@@ -132,7 +132,7 @@ class DecomposeConfig:
     # "rgb" (ours): ambient and diffuse per colour channel; "grey" (unsup3d): one intensity each, the three
     # channels tied, so a face's colour can only live in its albedo. With RGB light and mutual
     # reconstruction the albedo collapsed to one mean face for every image (spread across images 0.05-0.07
-    # against 0.38 for the inputs; the colour went into the light): scratch measurement, see the stage-2 note
+    # against 0.38 for the inputs; the colour went into the light; bench_decompose.py "albedo spread")
     light_colour: Literal["rgb", "grey"] = "rgb"
     # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
