@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
     harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
                     for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
+    image_spread = float(ev["x"].std(0).mean(0)[ev["face"].float().mean(0) > 0.5].mean())
     gan_arms = [a for a in args.arms if ARMS[a]["data"] in ("gan", "mixed")]
     gan_note = results[gan_arms[0]][0]["data"]["gan"] if gan_arms else "none"
     notes = (f"{'QUICK smoke test: numbers mean nothing. ' if args.quick else ''}"
@@ -260,7 +261,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"{args.data_resolution} px. MAE in degrees; yaw slope = least-squares slope of predicted on true yaw "
              "(1 = right scale); SIDE and MAD (degrees) on the face skin the decomposer covers. s/step: wall "
              "seconds per training step (the machine may have been shared; see the load in the README). "
-             "PSNR: reconstruction of the eval faces. Rows with several seeds give mean +- std over seeds. "
+             "PSNR: reconstruction of the eval faces. Albedo spread: std of the canonical albedo over the eval "
+             f"faces, on the face (for scale: the eval images themselves differ by {image_spread:.3f} on their "
+             "face pixels, pose and light included). Rows with several seeds give mean +- std over seeds. "
              "The 'harness' arm trains on renderer-made faces (decompose/harness.py); its world numbers say how it "
              "transfers, its own held-out harness scores are: "
              + ("; ".join(f"{h['arm']}: slope {h['slope']}, r {h['r']}, MAE {h['mae']}" for h in harness_rows) or "not run"))
