@@ -117,6 +117,10 @@ def arm_config(recipe: Any, arm: str, steps: int) -> Any:
 
 def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
     c = to_dict(cfg)
+    # the arm's data spec, not decompose.source, decides the training images
+    c.pop("source", None)
+    if c.get("light_colour", "rgb") == "rgb":  # arms trained before the switch existed keep their hash
+        c.pop("light_colour", None)
     if c.get("surface", "depth") == "depth":
         # the frontal depth map ignores surface_range: arms trained before the head surface existed keep their hash
         c.pop("surface", None)
