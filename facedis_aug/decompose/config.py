@@ -130,9 +130,9 @@ class DecomposeConfig:
     # ~1e-9 and the render went black (ours; unsup3d: [0, 1])
     light_floor: float = 0.05
     # "rgb" (ours): ambient and diffuse per colour channel; "grey" (unsup3d): one intensity each, the three
-    # channels tied, so a face's colour can only live in its albedo. With RGB light and mutual
-    # reconstruction the albedo collapsed to one mean face for every image (spread across images 0.05-0.07
-    # against 0.38 for the inputs; the colour went into the light; bench_decompose.py "albedo spread")
+    # channels tied. Mixed source, mutual + yaw aug, 3000 steps, one seed: grey r 0.83 / slope 0.22 vs rgb
+    # 0.81 / 0.21, and the albedo collapses under mutual reconstruction alike (spread 0.082 vs 0.084;
+    # 0.29 without mutual) (benchmarks/results/decompose_gan50.md)
     light_colour: Literal["rgb", "grey"] = "rgb"
     # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
