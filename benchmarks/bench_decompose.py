@@ -26,6 +26,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
                                      samples (odd steps, with their w): decompose.source = mixed
     mixed-plain-aug                  mixed-aug without mutual reconstruction
     mixed-aug-grey                   mixed-aug with unsup3d's grey light (decompose.light_colour = grey)
+    mixed-aug-eps01                  mixed-aug with the swap probability 0.1 (the paper's FFHQ setting)
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
 
@@ -88,12 +89,13 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-mutual": {"data": "mixed", "mutual": True, "yaw_aug": False},
     "mixed-plain-aug": {"data": "mixed", "mutual": False, "yaw_aug": True},
     "mixed-aug-grey": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"light_colour": "grey"}},
+    "mixed-aug-eps01": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_eps": 0.1}},
     "mixed-aug": {"data": "mixed", "mutual": True, "yaw_aug": True},  # decompose.source = mixed
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 # ablations of one setting, run on request (not by default)
-VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
+VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
