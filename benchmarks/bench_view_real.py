@@ -11,9 +11,10 @@ Rows (one per image set): faces MediaPipe found, the view head's yaw against Med
 least-squares slope (1 = the right scale, 0 = a constant), MAE, the MAE of answering 0 for every
 face, and flip consistency r(yaw(x), -yaw(flip x)) (necessary, not enough: a head that reads
 nothing but symmetry passes it).
-- `world`: world faces of known yaw (uniform within +-45, rendered at the bundle's generator's
-  training resolution, here 64 px for MediaPipe): MediaPipe against the truth first (its sign and
-  scale on our faces), then the view head against both;
+- `world`: faces of the bundle's synthetic world (its recipe's seed and identities) with known yaw,
+  uniform within +-45, rendered at 64 px (MediaPipe needs the pixels; the view head sees them resized
+  to its input): MediaPipe against the truth first (its sign and scale on our faces), then the view
+  head against both;
 - `att`: the AT&T / ORL set (400 grey faces, 92x112, centre square crop; mild pose);
 - `celeba`: the 15 CelebA-style crops.
 The view head sees each image as the bundle's users give it: RGB in [-1, 1], resized by
@@ -35,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS, write_results  # noqa: E402
+from benchmarks.bench_table2 import world_settings  # noqa: E402
 from benchmarks.pose_regressor import render_world  # noqa: E402
 from facedis_aug.bundle import Bundle  # noqa: E402
 from facedis_aug.data.folder import prepare_face, to_rgb  # noqa: E402
@@ -128,7 +130,9 @@ def main() -> None:
     sets: dict[str, dict[str, np.ndarray]] = {}
 
     if args.world:
-        imgs, lab = render_world(args.world * 4, 64, world_seed=0, num_identities=2000, start=WORLD_START)
+        ws, _ = world_settings(bundle.recipe)
+        imgs, lab = render_world(args.world * 4, 64, world_seed=ws["world_seed"], num_identities=ws["num_identities"],
+                                 start=WORLD_START)
         keep = (lab[:, 0].abs() <= args.world_yaw).nonzero()[:, 0][: args.world]
         imgs, true = imgs[keep].permute(0, 2, 3, 1).contiguous().numpy(), lab[keep, 0].double().numpy()
         mp = mediapipe_yaw(args.mediapipe_python, imgs)
