@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encode.model import fit_images
-from .onnx import _EXAMPLE_BATCH, Exporter, OnnxModel, _export
+from .onnx import _EXAMPLE_BATCH, Exporter, OnnxImageModel, _export
 
 
 def export_encoder(E: nn.Module, path: str | os.PathLike, *, exporter: Exporter = "dynamo", opset: int = 18) -> Path:
@@ -31,7 +31,7 @@ def export_encoder(E: nn.Module, path: str | os.PathLike, *, exporter: Exporter 
         return _export(E.eval(), (x,), Path(path), ["image"], ["w"], exporter, opset, meta)
 
 
-class OnnxEncoder(OnnxModel):
+class OnnxEncoder(OnnxImageModel):
     """encoder.onnx through ONNX Runtime: `enc(images [B, 3, H, W] in [-1, 1]) -> w [B, d]` (torch, CPU)."""
 
     @property

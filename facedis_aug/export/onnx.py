@@ -294,11 +294,6 @@ class OnnxModel:
         return [i.name for i in self.session.get_inputs()]
 
     @property
-    def image_size(self) -> int:
-        """Side of the first input, for image-input models (view head, encoder)."""
-        return int(self.session.get_inputs()[0].shape[-1])
-
-    @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
@@ -334,7 +329,15 @@ class OnnxGenerator(OnnxModel):
         return torch.from_numpy(self.session.run(["image"], feeds)[0])
 
 
-class OnnxViewHead(OnnxModel):
+class OnnxImageModel(OnnxModel):
+    """An exported model whose first input is an image batch [B, 3, S, S] (view head, encoder)."""
+
+    @property
+    def image_size(self) -> int:
+        return int(self.session.get_inputs()[0].shape[-1])
+
+
+class OnnxViewHead(OnnxImageModel):
     """view_head.onnx through ONNX Runtime: `head(images [B, 3, H, W] in [-1, 1]) -> [B, 3]`
     (yaw, pitch, roll degrees); images are resized to the head's input size first."""
 
