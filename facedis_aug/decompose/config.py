@@ -173,6 +173,10 @@ class DecomposeConfig:
     aug_range: float = 10.0  # s ~ U[-aug_range, aug_range] in Eq. 4 (paper)
     aug_share: float = 0.25  # share of each batch replaced by augmented samples (ours; paper silent)
     aug_buffer: int = 4096  # recent (w, yaw) pairs kept for the least-squares fit; must exceed dim(w) (ours)
+    # first v_yaw fit at this step (ours; paper silent): the first fit seeds the moving average, which then
+    # keeps 0.995^k of it after k refreshes, so a fit made while the view head still reads noise steers the
+    # augmentation for the whole of a short run. 0: fit as soon as the buffer holds more than d pairs
+    aug_start: int = 0
 
     # --- bookkeeping ---
     log_every: int = 10  # steps between stats.jsonl lines
@@ -194,6 +198,8 @@ class DecomposeConfig:
                      "batch", "aug_every", "aug_buffer", "log_every", "snapshot_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.aug_start < 0:
+            raise ValueError(f"aug_start must be >= 0, got {self.aug_start}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.shape_prior < 0 or self.shape_prior >= (self.max_depth - self.min_depth) / 2:

@@ -211,7 +211,7 @@ def train_decomposer(
             w = w.to(device, torch.float32)
             if aug is None:
                 aug = YawAugmentation(cfg, w.shape[1], device)
-            if step >= aug.next_update:
+            if step >= aug.next_update and step >= cfg.aug_start:
                 updated, aug.next_update = aug.update(), step + cfg.aug_every
             n_aug = int(round(cfg.aug_share * b)) if aug.v is not None else 0
             if n_aug > 0:

@@ -373,3 +373,18 @@ def test_stream_sampler_is_a_function_of_the_step():
     assert s(7)[0][0, 0, 0, 0].item() == pytest.approx(0.07)  # a jump (resume) reopens the stream there
     assert opened == [0, 7] and a[2].shape == (2, 3, 16, 16) and a[2][0, 0, 0, 0].item() == pytest.approx(0.02)
     assert s(1)[1] is None
+
+
+def test_yaw_aug_waits_for_aug_start_and_seeds_v_from_a_full_buffer(tmp_path):
+    """aug_start: no v_yaw fit (so no augmented samples) before that step; the first fit then uses the
+    pairs recorded meanwhile, and refreshes follow every aug_every steps."""
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=40, aug_buffer=16, aug_share=0.5, mutual=False, aug_start=25)
+    train_decomposer(cfg, _sampler(gen), tmp_path, seed=0, generator=gen)
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    updated = [r["step"] for r in stats if r.get("v_yaw_updated")]
+    assert updated == [25, 35]
+    assert all(r["n_aug"] == 0 for r in stats if r["step"] < 25)
+    assert all(r["n_aug"] == 2 for r in stats if r["step"] >= 25)
+    with pytest.raises(ValueError, match="aug_start"):
+        _cfg(aug_start=-1)
