@@ -126,6 +126,9 @@ class DecomposeConfig:
     # harness alike (0.374 vs 0.390). The tiny recipe uses "fixed"; "learned" stays the default for recipes
     # with the perceptual loss, whose confidence maps unsup3d relies on and we have not measured without.
     confidence: Literal["learned", "fixed"] = "learned"
+    # the mutual (swapped) reconstruction's sigma (Sec. 3.2 gives it a net of its own): None = as `confidence`.
+    # Learned, it can let pixels where a partner's albedo cannot match weigh less (ours: see decompose_gan50_mconf.md)
+    mutual_confidence: Optional[Literal["learned", "fixed"]] = None
     # ambient and diffuse intensities live in [light_floor, 1]: with mutual reconstruction they died at
     # ~1e-9 and the render went black (ours; unsup3d: [0, 1])
     light_floor: float = 0.05
@@ -220,6 +223,8 @@ class DecomposeConfig:
             raise ValueError(f"surface_range must be (lon, lat) half-ranges in (0, 180] degrees, got {self.surface_range}")
         if self.layers and not 0.5 < self.face_depth - self.shape_prior - self.depth_residual < self.face_depth <= 1.5:
             raise ValueError(f"face_depth must be in (0.5 + shape_prior + depth_residual, 1.5], got {self.face_depth}")
+        if self.mutual_confidence not in (None, "learned", "fixed"):
+            raise ValueError(f"mutual_confidence must be None, 'learned' or 'fixed', got {self.mutual_confidence!r}")
         if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:
             raise ValueError(f"need conf_floor > 0, light_floor in [0, 1), saturated in (0, 1]; got "
                              f"{self.conf_floor}, {self.light_floor}, {self.saturated}")

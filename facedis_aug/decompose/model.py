@@ -269,9 +269,9 @@ class Decomposer(nn.Module):
         far = 0.7 * cfg.max_depth + 0.3 * cfg.min_depth  # unsup3d's border depth
         return d * (1 - self.depth_border) + far * self.depth_border
 
-    def _sigma(self, maps: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """A confidence net's maps -> sigma with the floor, or ones when cfg.confidence is 'fixed'."""
-        if self.cfg.confidence == "fixed":
+    def _sigma(self, maps: tuple[Tensor, Tensor], mode: Optional[str] = None) -> tuple[Tensor, Tensor]:
+        """A confidence net's maps -> sigma with the floor, or ones when `mode` (default cfg.confidence) is 'fixed'."""
+        if (mode or self.cfg.confidence) == "fixed":
             return torch.ones_like(maps[0]), torch.ones_like(maps[1])
         return maps[0] + self.cfg.conf_floor, maps[1] + self.cfg.conf_floor
 
@@ -308,7 +308,7 @@ class Decomposer(nn.Module):
         [B, 2, S/4, S/4]). The image supplies view and light, the partner texture and shape."""
         self._check(images)
         self._check(partners)
-        return self._sigma(self.net_mutual_conf(torch.cat([images, partners], 1)))
+        return self._sigma(self.net_mutual_conf(torch.cat([images, partners], 1)), self.cfg.mutual_confidence)
 
     def reconstruct(self, renderer, d: Decomposition, *, view: Optional[Tensor] = None, light: Optional[Tensor] = None):
         """Render d (optionally at another view [B, 6] or light [B, 8]) with this model's image model:

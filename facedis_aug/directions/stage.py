@@ -11,6 +11,7 @@ and the stage-2 decomposer, and write them for the bundle.
       components.png           every kept component's albedo|depth perturbation
       strips_univariate.png    manipulation strips of the univariate semantics, s = -4..4 (Fig. 4)
       strips_local.png         manipulation strips of the localized directions, s = -4..4 (Fig. 7)
+      strips_yaw.png           six faces along v_yaw, s = -8..8 (the turn the augmentation asks for)
 
 One generation pass serves both regressions: 2N latents are drawn, decomposed once, and paired as
 (w[i], w[N + i]); the univariate fit uses the first num_pairs pairs and J* the first
@@ -43,6 +44,8 @@ DIRECTIONS_VERSION = 1
 FACE_ELLIPSE = (0.5, 0.65)  # semi-axes (x, y) of the face region, in units of half the map side
 AROUND_ELLIPSE = (0.8, 0.95)  # outer semi-axes of the 'around the face' ring
 STRIP_SEEDS = (0, 1)  # faces drawn in the stage's manipulation strips
+YAW_STRIP_SEEDS = tuple(range(6))  # faces of strips_yaw.png
+YAW_STRIP_S = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)  # PoseExtrapolate allows up to 10
 MAX_LOCAL_STRIPS = 24  # the strongest kept components get strips (all are in the dendrogram)
 
 
@@ -254,14 +257,14 @@ def compute_directions(
     return outputs
 
 
-def strip_latents(G: nn.Module) -> Tensor:
-    """w [len(STRIP_SEEDS), d] of the stage's strips: one z per seed (`ops.seeds.seeds_to_z`), so row k
-    shows the face `facedis-aug draw --seed STRIP_SEEDS[k]` and `Bundle.sample_w(1, seed)` give."""
+def strip_latents(G: nn.Module, seeds: tuple[int, ...] = STRIP_SEEDS) -> Tensor:
+    """w [len(seeds), d] of the stage's strips: one z per seed (`ops.seeds.seeds_to_z`), so row k
+    shows the face `facedis-aug draw --seed seeds[k]` and `Bundle.sample_w(1, seed)` give."""
     from ..ops.seeds import seeds_to_z
 
     device = next((p.device for p in G.parameters()), torch.device("cpu"))
     with torch.no_grad():
-        return G.mapping(seeds_to_z(STRIP_SEEDS, int(G.z_dim)).to(device)).float().cpu()
+        return G.mapping(seeds_to_z(seeds, int(G.z_dim)).to(device)).float().cpu()
 
 
 def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, out: Path, size: int) -> dict[str, str]:
@@ -275,6 +278,10 @@ def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, ou
     if uni:
         strips_png(G, w, uni, {k: entries[k]["sigma"] for k in uni}, out / "strips_univariate.png")
         outputs["strips_univariate"] = "strips_univariate.png"
+    if "yaw" in directions:  # the turn itself, over the range the augmentation uses
+        strips_png(G, strip_latents(G, YAW_STRIP_SEEDS), {"yaw": directions["yaw"]}, {"yaw": entries["yaw"]["sigma"]},
+                   out / "strips_yaw.png", s_values=YAW_STRIP_S)
+        outputs["strips_yaw"] = "strips_yaw.png"
     if kept_idx:
         maps = component_maps(U[:, kept_idx], size)
         save_image_grid(signed_map_images(maps), out / "components.png", nrow=8)

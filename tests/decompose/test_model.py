@@ -220,6 +220,13 @@ def test_confidence_floor_and_fixed_confidence():
     fixed = Decomposer(_tiny(confidence="fixed"))
     d = fixed(x)
     assert (d.conf == 1).all() and (fixed.mutual_confidence(x, x.flip(0))[0] == 1).all()
+    # the mutual branch may keep a learned sigma (with the floor) while the direct one is fixed
+    mixed = Decomposer(_tiny(confidence="fixed", mutual_confidence="learned", conf_floor=0.2))
+    assert (mixed(x).conf == 1).all()
+    m = mixed.mutual_confidence(x, x.flip(0))[0]
+    assert m.min() >= 0.2 and not (m == 1).all()
+    with pytest.raises(ValueError, match="mutual_confidence"):
+        _tiny(mutual_confidence="sometimes")
 
 
 def test_head_surface_starts_as_the_prior_ellipsoid_with_the_prior_silhouette(tmp_path):

@@ -230,12 +230,14 @@ def test_stage_writes_pictures_and_resumes(stage_run, tmp_path):
     out, outputs, G, Dec = stage_run
     from PIL import Image
 
-    for key in ("strips_univariate", "strips_local", "dendrogram", "components"):
+    for key in ("strips_univariate", "strips_local", "strips_yaw", "dendrogram", "components"):
         with Image.open(out / outputs[key]) as im:
             assert im.format == "PNG" and im.size[0] > 64 and im.size[1] > 32, key
     # univariate strips: 13 valid semantics x 2 faces rows, 9 columns of s
     with Image.open(out / outputs["strips_univariate"]) as im:
         assert im.size[1] > 13 * 2 * SIZE
+    with Image.open(out / outputs["strips_yaw"]) as im:  # 6 faces x 9 values of s along v_yaw
+        assert im.size[1] > 6 * SIZE and im.size[0] > 9 * SIZE
     # a re-run with the same settings reuses both checkpoints and gives identical directions
     mtimes = {n: (out / n).stat().st_mtime_ns for n in ("regression.safetensors", "localized.safetensors")}
     compute_directions(G, Dec, tiny_cfg(), out, batch_size=32, pictures=False, say=lambda s: None)
