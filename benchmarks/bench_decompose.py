@@ -92,13 +92,15 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-aug-eps01": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_eps": 0.1}},
     "mixed-aug": {"data": "mixed", "mutual": True, "yaw_aug": True},  # decompose.source = mixed
     # the first v_yaw fit after the view head has learned something, from a full buffer (aug_start)
+    "mixed-aug-warm-grad": {"data": "mixed", "mutual": True, "yaw_aug": True,
+                            "cfg": {"aug_start": 1000, "aug_buffer": 4096, "gradient_weight": 1.0}},
     "mixed-aug-mconf": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_confidence": "learned"}},
     "mixed-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"aug_start": 1000, "aug_buffer": 4096}},
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 # ablations of one setting, run on request (not by default)
-VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
+VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
