@@ -46,7 +46,8 @@ from facedis_aug.ops.io import read_json, write_json  # noqa: E402
 from facedis_aug.recipe import Recipe, load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = {"off": 0.0, "on": None}  # None: the recipe's decorr_weight (the paper's 1)
+ARMS = {"off": 0.0, "on": None, "w0.1": 0.1, "w10": 10.0}  # None: the recipe's decorr_weight (the paper's 1)
+# Eq. 1 sums d (d - 1) squared correlations (16256 at w_dim 128), so its weight is a real choice: the "w" arms study it
 STAT_KEYS = ("rho_mean", "rho_max", "var_cv")
 METRIC_KEYS = ("fid", "kid", "ppl")
 PAPER = (
@@ -171,7 +172,7 @@ def evaluate(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         init = w_stats(initial_generator(base, seed), args.w_samples, 10**6 + seed)
         rows.append({"arm": "init (step 0)", "seed": seed, "kimg": 0.0, **init})
-        for arm in ("off", "on"):
+        for arm in args.arms:
             d = run_dir(args.work, arm, seed, args.kimg)
             path = d / "gan.safetensors"
             if not path.exists():
@@ -200,7 +201,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     summary = []
     if len(args.seeds) > 1:
-        for arm in ("off", "on"):
+        for arm in args.arms:
             agg = aggregate(per_arm[arm], (*STAT_KEYS, *METRIC_KEYS))
             summary.append({"arm": arm, "seeds": len(args.seeds), **agg})
             rows.append({"arm": f"{arm} (mean of {len(args.seeds)} seeds)", "seed": "-", "kimg": args.kimg,
@@ -277,8 +278,9 @@ def plot(path: Path, grids: dict[str, torch.Tensor], curves: dict, args: argpars
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
+    grid_arms = [a for a in ("off", "on") if a in grids] or list(grids)[:2]
     fig, ax = plt.subplots(2, 3, figsize=(15, 9.5))
-    for i, arm in enumerate(("off", "on")):
+    for i, arm in enumerate(grid_arms):
         g = make_grid((grids[arm] + 1) / 2, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy()
         ax[0, i].imshow(g.clip(0, 1))
         ax[0, i].set_title(f"decorrelation {arm} (seed {args.seeds[0]}, {args.kimg:g} kimg, G_ema)")
@@ -287,7 +289,7 @@ def plot(path: Path, grids: dict[str, torch.Tensor], curves: dict, args: argpars
               (ax[1, 0], "rho_mean", "mean |rho_ij| of w over training"),
               (ax[1, 1], "rho_max", "max |rho_ij| of w over training"),
               (ax[1, 2], "var_cv", "CV of Var[w_i] over training")]  # fmt: skip
-    colors = {"off": "tab:red", "on": "tab:blue"}
+    colors = {"off": "tab:red", "on": "tab:blue", "w0.1": "tab:orange", "w10": "tab:green"}
     for a, key, title in panels:
         for (arm, seed), recs in sorted(curves.items()):
             pts = [(r["kimg"], r[key]) for r in recs if key in r]
@@ -312,7 +314,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kimg", type=float, default=2.0, help="training length per arm, thousands of images")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--arm", choices=["on", "off", "both"], default="both", help="which arm(s) to train")
+    p.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["off", "on"],
+                   help="arms: off (weight 0), on (the recipe's weight, the paper's 1), w0.1 / w10 (weight study)")
+    p.add_argument("--arm", choices=sorted(ARMS), default=None, help="train only this arm (one process per arm)")
     p.add_argument("--stage", choices=["train", "eval", "all"], default="all")
     p.add_argument("--work", type=Path, default=RESULTS / "cache" / "table1")
     p.add_argument("--recipe", default=str(ROOT / "recipes" / "tiny.yaml"))
@@ -329,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.stage in ("train", "all"):
         for seed in args.seeds:
-            for arm in (("off", "on") if args.arm == "both" else (args.arm,)):
+            for arm in ((args.arm,) if args.arm else args.arms):
                 train_arm(args, arm, seed)
     if args.stage in ("eval", "all"):
         evaluate(args)
