@@ -1,6 +1,6 @@
 """How well does the yaw augmentation (paper Sec. 3.4) aim? Cosine of its v_yaw to a reference v_yaw.
 
-    python benchmarks/bench_aug_direction.py --reference RUN/directions/directions.safetensors \
+    python -m benchmarks.bench_aug_direction --reference RUN/directions/directions.safetensors \
         CHECKPOINT [CHECKPOINT ...] [--name aug_direction]
 
 Each CHECKPOINT is a stage-2 checkpoint (`decompose/checkpoint.safetensors` of a run, or a cached
@@ -12,13 +12,11 @@ along the generator's yaw; near 0, along some other mix of semantics. No trainin
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.ops import load_safetensors  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.ops import load_safetensors
 
 
 def cosine_rows(reference: Path, checkpoints: list[Path]) -> list[dict]:

@@ -1,7 +1,7 @@
 """Synthetic images/s of `SyntheticPoseFaces` (PyTorch vs ONNX Runtime, DataLoader 1 and 2 workers)
 against torchvision ImageFolder reading + decoding the same number of JPEG faces from disk.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_augment.py [--quick]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_augment [--quick]
 
 Generators have RANDOM weights (speed does not depend on training): the tiny one (32 px, 32
 channels, as the tests) and a 128 px one (128 channels at every resolution). Each DataLoader
@@ -12,7 +12,6 @@ trainer the same number of same-sized images. Results: benchmarks/results/augmen
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +19,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from benchmarks.common import write_results
 
-from facedis_aug.augment.synthetic import SyntheticPoseFaces  # noqa: E402
-from facedis_aug.testing import make_tiny_bundle  # noqa: E402
+from facedis_aug.augment.synthetic import SyntheticPoseFaces
+from facedis_aug.testing import make_tiny_bundle
 
 
 def _throughput(ds, workers: int, batch: int) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 """Stage 2 on the synthetic world, where the truth is known: plain vs mutual reconstruction vs mutual
 reconstruction + yaw augmentation (issue 4; the paper's Fig. 5 claim), against the world's labels.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_decompose.py --gan RUN_DIR [--steps 4000] [--arms ...]
-    python benchmarks/bench_decompose.py --quick                   # CI smoke test: random generator, 3 steps
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_decompose --gan RUN_DIR [--steps 4000] [--arms ...]
+    python -m benchmarks.bench_decompose --quick                   # CI smoke test: random generator, 3 steps
 
 Every arm trains a decomposer with the stage's own loop (`train_decomposer`) and the recipe's
 decompose settings (recipes/tiny.yaml unless --recipe), changing only the switches named:
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,16 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate  # noqa: E402
-from facedis_aug.data.stream import make_source, training_batches  # noqa: E402
-from facedis_aug.decompose import load_decomposer, train_decomposer  # noqa: E402
-from facedis_aug.decompose.harness import HARNESS_GEOMETRY  # noqa: E402
-from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, stream_sampler  # noqa: E402
-from facedis_aug.ops.dataconf import to_dict  # noqa: E402
-from facedis_aug.ops.io import read_json, write_json  # noqa: E402
-from facedis_aug.recipe import load_recipe  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate
+from facedis_aug.data.stream import make_source, training_batches
+from facedis_aug.decompose import load_decomposer, train_decomposer
+from facedis_aug.decompose.harness import HARNESS_GEOMETRY
+from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, stream_sampler
+from facedis_aug.ops.dataconf import to_dict
+from facedis_aug.ops.io import read_json, write_json
+from facedis_aug.recipe import load_recipe
 
 ARMS: dict[str, dict[str, Any]] = {
     "harness": {"data": "harness", "mutual": False, "yaw_aug": False, "cfg": HARNESS_GEOMETRY},

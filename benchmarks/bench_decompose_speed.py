@@ -1,6 +1,6 @@
 """Stage 2 speed: time per training step at 64 px and the renderer's share of it.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_decompose_speed.py [--steps 4] [--device cpu]
+    OMP_NUM_THREADS=2 python -m benchmarks.bench_decompose_speed [--steps 4] [--device cpu]
 
 A step = decomposer forward, the renderer (own + flipped, and with mutual reconstruction the swapped
 pair too: 4 batches of images), losses, backward and the Adam update. The renderer's time is measured
@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from benchmarks.common import write_results
 
-from facedis_aug.decompose import DecomposeConfig, Decomposer, decomposition_loss  # noqa: E402
-from facedis_aug.decompose.model import renderer_for  # noqa: E402
+from facedis_aug.decompose import DecomposeConfig, Decomposer, decomposition_loss
+from facedis_aug.decompose.model import renderer_for
 
-from facedis_aug.recipe import load_recipe  # noqa: E402
+from facedis_aug.recipe import load_recipe
 
 # the narrow widths of the tiny CPU recipe (read from it, so this table follows the recipe)
 _TINY_CFG = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml").decompose

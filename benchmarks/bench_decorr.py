@@ -1,11 +1,11 @@
 """Table 1 of the paper at CPU scale: the decorrelation loss (Eq. 1) on vs off.
 
     # both arms, one process after the other, then the evaluation (resumes whatever is finished):
-    OMP_NUM_THREADS=1 python benchmarks/bench_decorr.py --kimg 8 --seeds 0
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_decorr --kimg 8 --seeds 0
     # or the two arms in parallel, then the evaluation:
-    OMP_NUM_THREADS=1 python benchmarks/bench_decorr.py --kimg 8 --seeds 0 --arm on --stage train &
-    OMP_NUM_THREADS=1 python benchmarks/bench_decorr.py --kimg 8 --seeds 0 --arm off --stage train &
-    wait; OMP_NUM_THREADS=1 python benchmarks/bench_decorr.py --kimg 8 --seeds 0 --stage eval
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_decorr --kimg 8 --seeds 0 --arm on --stage train &
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_decorr --kimg 8 --seeds 0 --arm off --stage train &
+    wait; OMP_NUM_THREADS=1 python -m benchmarks.bench_decorr --kimg 8 --seeds 0 --stage eval
 
 Both arms train the tiny recipe's generator (`recipes/tiny.yaml`, gan section) on the synthetic
 world with the same seed (same initial weights, same real batches in the same order) for the same
@@ -28,22 +28,20 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from facedis_aug.data.stream import make_source, training_batches  # noqa: E402
-from facedis_aug.gan.config import GanConfig  # noqa: E402
-from facedis_aug.gan.loss import decorrelation_stats  # noqa: E402
-from facedis_aug.gan.metrics import GanMetrics, MetricsConfig, compute_features, fid_from_features, kid_from_features  # noqa: E402
-from facedis_aug.gan.networks import Generator, generate, load_generator  # noqa: E402
-from facedis_aug.ops.io import read_json, write_json  # noqa: E402
-from facedis_aug.recipe import Recipe, load_recipe  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from facedis_aug.data.stream import make_source, training_batches
+from facedis_aug.gan.config import GanConfig
+from facedis_aug.gan.loss import decorrelation_stats
+from facedis_aug.gan.metrics import GanMetrics, MetricsConfig, compute_features, fid_from_features, kid_from_features
+from facedis_aug.gan.networks import Generator, generate, load_generator
+from facedis_aug.ops.io import read_json, write_json
+from facedis_aug.recipe import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 ARMS = {"off": 0.0, "on": None, "w0.1": 0.1, "w10": 10.0}  # None: the recipe's decorr_weight (the paper's 1)
@@ -257,7 +255,7 @@ def _notes(args, rows, nets, fallback, png) -> str:
               "N = gan.decorr_samples z per point, so noisier than the table's and biased up for mean |rho|: "
               "with N = 256 even independent dimensions give E|rho| ~ 0.05)."]  # fmt: skip
     seeds = " ".join(map(str, args.seeds))
-    lines.append(f"- Reproduce (each arm may run as its own process): `OMP_NUM_THREADS=1 python benchmarks/bench_decorr.py "
+    lines.append(f"- Reproduce (each arm may run as its own process): `OMP_NUM_THREADS=1 python -m benchmarks.bench_decorr "
                  f"--kimg {args.kimg:g} --seeds {seeds} --arm on|off --stage train`, then the same with `--stage eval "
                  f"--fid-images {args.fid_images} --ppl-samples {args.ppl_samples}`; runs and cached metrics live in `{_rel(args.work)}`.")
     verdict = Path(args.verdict_file).read_text().strip() if args.verdict_file else ""

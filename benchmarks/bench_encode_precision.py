@@ -1,6 +1,6 @@
 """Encoder stage in fp32 and in CPU bf16 autocast, same generator, same steps: time and held-out quality.
 
-    python benchmarks/bench_encode_precision.py --gan RUN/gan/gan.safetensors [--iterations 300] [--recipe recipes/tiny.yaml]
+    python -m benchmarks.bench_encode_precision --gan RUN/gan/gan.safetensors [--iterations 300] [--recipe recipes/tiny.yaml]
 
 Each arm trains the recipe's encoder (its encode section, `iterations` overridden) from scratch in a
 fresh folder and reads its eval.json (fp32 in both arms): relative w error on held-out generator
@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.encode.train import train_encoder  # noqa: E402
-from facedis_aug.gan.networks import load_generator  # noqa: E402
-from facedis_aug.recipe import load_recipe  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.encode.train import train_encoder
+from facedis_aug.gan.networks import load_generator
+from facedis_aug.recipe import load_recipe
 
 
 def main() -> None:

@@ -12,12 +12,11 @@ evaluation-only "oracle" v_yaw fitted by Eq. 3 to the regressor's yaw of 2000 ge
 oracle is not available to the method; it separates the encoder's share of the error from the
 direction's (the decomposer's) share.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_encoder.py --bundle RUN/export/bundle
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_encoder --bundle RUN/export/bundle
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_encoder_parts import (  # noqa: E402
+from benchmarks.bench_encoder_parts import (
     DATA, REPO, TARGETS, face_check_rates, identity_scores, load_real_faces, oracle_direction,
     psnr, real_grid, render01, turn, world_grid, world_turn_set, yaw_rows,
 )
-from benchmarks.common import markdown_table, write_results  # noqa: E402
-from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict  # noqa: E402
-from facedis_aug.augment.engine import Engine, open_bundle  # noqa: E402
-from facedis_aug.bundle import Bundle  # noqa: E402
-from facedis_aug.encode.model import relative_w_error  # noqa: E402
+from benchmarks.common import markdown_table, write_results
+from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict
+from facedis_aug.augment.engine import Engine, open_bundle
+from facedis_aug.bundle import Bundle
+from facedis_aug.encode.model import relative_w_error
 
 
 def _row(section: str, measure: str, enc: Any, ref: Any = "", base: Any = "", note: str = "") -> dict[str, Any]:

@@ -2,7 +2,6 @@
 direction, the turn itself, identity scores (optional recognizer) and the picture grids."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,12 @@ import torch
 from torch import Tensor
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from benchmarks.pose_regressor import pearson, predict  # noqa: E402
-from facedis_aug.augment.engine import to_unit_range  # noqa: E402
-from facedis_aug.augment.real import pad_square, resize_chw  # noqa: E402
-from facedis_aug.ops.io import save_image_grid  # noqa: E402
-from facedis_aug.ops.linear import edit_latent  # noqa: E402
+from benchmarks.pose_regressor import pearson, predict
+from facedis_aug.augment.engine import to_unit_range
+from facedis_aug.augment.real import pad_square, resize_chw
+from facedis_aug.ops.io import save_image_grid
+from facedis_aug.ops.linear import edit_latent
 
 DATA = REPO.parent / "shared" / "data"
 TARGETS = (-60.0, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 60.0)

@@ -1,7 +1,7 @@
 """Issue 17 measured: images/s written by `synthesize` per format, and read back by each format's reader
 (RecordFaces, WebDataset, ImageFolderFaces and torchvision's ImageFolder on the folder).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_formats.py [--bundle B] [--images 512] [--size 112]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_formats [--bundle B] [--images 512] [--size 112]
 
 Without --bundle it uses the tests' tiny random bundle (the rendering cost of a real bundle is in
 bench_augment); the writers' and readers' own costs (JPEG encode/decode, framing, tar) are what this
@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.augment.synthesize import synthesize  # noqa: E402
-from facedis_aug.augment.synthetic import SyntheticPoseFaces  # noqa: E402
-from facedis_aug.testing import make_tiny_bundle  # noqa: E402
-from facedis_aug.data.folder import ImageFolderFaces  # noqa: E402
-from facedis_aug.data.recordio import RecordFaces  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.augment.synthesize import synthesize
+from facedis_aug.augment.synthetic import SyntheticPoseFaces
+from facedis_aug.testing import make_tiny_bundle
+from facedis_aug.data.folder import ImageFolderFaces
+from facedis_aug.data.recordio import RecordFaces
 
 
 def _read_all(ds, n: int) -> float:

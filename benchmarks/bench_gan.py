@@ -1,6 +1,6 @@
 """Stage 1 speed: training s/step (amortised over the lazy regularisers) and generator images/s.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_gan.py [--quick] [--device cpu|cuda]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_gan [--quick] [--device cpu|cuda]
 
 Each configuration trains a few steps through the real `train_gan` (random-disc data) with
 R1 every 2 and path length every 3 steps, so that one short run holds a plain step, an R1 step
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -22,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.gan.config import GanConfig  # noqa: E402
-from facedis_aug.gan.networks import generate, load_generator  # noqa: E402
-from facedis_aug.gan.train import train_gan  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.gan.config import GanConfig
+from facedis_aug.gan.networks import generate, load_generator
+from facedis_aug.gan.train import train_gan
 
 # name -> (config, training steps incl. warm-up, inference batch)
 CONFIGS = {

@@ -8,12 +8,11 @@ share of faces read beyond |yaw| 45 against the data's, yaw and pitch std, and t
 reading of the data against the data's true labels (how far to trust the reader). Each run also gets
 RUN/gan/pose_coverage.json.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_gan_pose.py --runs runs/tiny [runs/other ...] --name gan_pose
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_gan_pose --runs runs/tiny [runs/other ...] --name gan_pose
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict  # noqa: E402
-from facedis_aug.ops.io import write_json  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict
+from facedis_aug.ops.io import write_json
 
 BINS = torch.linspace(-90.0, 90.0, 19)  # 10-degree bins
 TV_TARGET = 0.15

@@ -1,6 +1,6 @@
 """Stage 1 speed side by side with the reference, in one process, interleaved (A B A B), best of rounds.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_gan_reference.py --reference /path/to/stylegan2-ada-pytorch \
+    OMP_NUM_THREADS=2 python -m benchmarks.bench_gan_reference --reference /path/to/stylegan2-ada-pytorch \
         [--rounds 2] [--only 32,64] [--name gan_vs_reference]
 
 The reference is NVlabs/stylegan2-ada-pytorch, a local checkout (nothing is downloaded): its
@@ -32,13 +32,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.bench_gan import bench, discs  # noqa: E402
-from benchmarks.common import markdown_table, write_results  # noqa: E402
-from facedis_aug.gan.config import GanConfig  # noqa: E402
-from facedis_aug.gan.networks import Generator, generate, load_generator  # noqa: E402
-from facedis_aug.ops.seeds import seeds_to_z  # noqa: E402
-from facedis_aug.gan.train import network_configs  # noqa: E402
+from benchmarks.bench_gan import bench, discs
+from benchmarks.common import markdown_table, write_results
+from facedis_aug.gan.config import GanConfig
+from facedis_aug.gan.networks import Generator, generate, load_generator
+from facedis_aug.ops.seeds import seeds_to_z
+from facedis_aug.gan.train import network_configs
 
 # name -> (our config, training steps incl. warm-up)
 CONFIGS = {

@@ -3,7 +3,7 @@ learned yaw. Trains the tiny decomposer (fixed sigma, flat background, 32 px, ba
 settings and reports the yaw slope / r on 256 held-out harness views at several step counts, plus the
 correlation of the learned light direction with the true yaw (which the true light does not have).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_harness.py [--steps 300 500 800]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_harness [--steps 300 500 800]
 
 Arms: the light fixed to the canonical face (unsup3d) or to the camera; "true light" replaces the light
 head's output by the harness's own light (an oracle, to show which head steals the turn); relief
@@ -12,17 +12,15 @@ residual 0.01 vs 0.02.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss  # noqa: E402
-from facedis_aug.decompose.harness import HARNESS_GEOMETRY, ViewHarness, view_scores  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.decompose import DecomposeConfig, Decomposer, Renderer, decomposition_loss
+from facedis_aug.decompose.harness import HARNESS_GEOMETRY, ViewHarness, view_scores
 
 TINY = dict(image_size=32, channels=16, bottleneck=64, head_channels=32, conf_channels=8, conf_bottleneck=32,
             batch=16, lr=5e-4, perceptual_weight=0.0, mutual=False, yaw_aug=False, confidence="fixed",

@@ -7,25 +7,23 @@ same SVD initialisation and get the same wall-time budget. Also reported: kept c
 (||u_p|| >= 0.01), how many planted directions are recovered (|cos| > 0.9), and the region
 make-up of the kept components and of the Ward clusters.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_localized.py            # d = 512, P = 200, ~2.5 min
-    OMP_NUM_THREADS=1 python benchmarks/bench_localized.py --d 128 --budget 30
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_localized            # d = 512, P = 200, ~2.5 min
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_localized --d 128 --budget 30
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.directions.cluster import cluster_directions, region_of_component  # noqa: E402
-from facedis_aug.directions.localized import localized_directions, objective, prune  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.directions.cluster import cluster_directions, region_of_component
+from facedis_aug.directions.localized import localized_directions, objective, prune
 
 
 def face_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Wall time of the README's main job: `python -m train_gan --recipe recipes/tiny.yaml`, per stage.
 
-    python benchmarks/bench_main_job.py [--recipe recipes/tiny.yaml] [--out DIR] [--reuse RUN --stages gan encode] [--name N] [key=value ...]
+    python -m benchmarks.bench_main_job [--recipe recipes/tiny.yaml] [--out DIR] [--reuse RUN --stages gan encode] [--name N] [key=value ...]
 
 Runs the trainer in a fresh run folder as a subprocess (the way a user runs it), then reads each
 stage's DONE.json for its seconds. --reuse copies finished stages (and the recipe) from an earlier run
@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.recipe import STAGES  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.recipe import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 

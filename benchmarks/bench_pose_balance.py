@@ -11,9 +11,9 @@ frontal-profile (FP, |yaw| >= 60) pairs.
                     own decomposer finds missing (no world pose label used)
     (d) oracle      the same image indices (identity, light, background) rendered at uniform yaw
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_pose_balance.py --bundle RUN     # RUN: a train_gan run folder
-    OMP_NUM_THREADS=1 python benchmarks/bench_pose_balance.py                  # trains the bundle itself
-    python benchmarks/bench_pose_balance.py --quick                             # CI smoke size (seconds)
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_pose_balance --bundle RUN     # RUN: a train_gan run folder
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_pose_balance                  # trains the bundle itself
+    python -m benchmarks.bench_pose_balance --quick                             # CI smoke size (seconds)
 
 Everything is cached in --cache-dir (default benchmarks/results/cache/pose_balance[_quick]/): the data
 sets, a checkpoint per training arm, `arm_<arm>_seed<k>.json` per finished arm and the recognizer
@@ -37,15 +37,14 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from benchmarks import pose_balance_data as PD  # noqa: E402
-from benchmarks.common import RESULTS  # noqa: E402
-from benchmarks.pair_protocol import PROTOCOLS, kfold_accuracy, make_pairs, pair_scores  # noqa: E402
-from benchmarks.pose_balance_report import ARMS, jsonable, pair_stats, report  # noqa: E402
-from benchmarks.recognizer import RecognizerConfig, TrainConfig, embed, save_recognizer, train_recognizer  # noqa: E402
-from facedis_aug.data.synthetic import SyntheticWorld  # noqa: E402
-from facedis_aug.ops.io import load_safetensors, read_json, save_safetensors, write_json  # noqa: E402
+from benchmarks import pose_balance_data as PD
+from benchmarks.common import RESULTS
+from benchmarks.pair_protocol import PROTOCOLS, kfold_accuracy, make_pairs, pair_scores
+from benchmarks.pose_balance_report import ARMS, jsonable, pair_stats, report
+from benchmarks.recognizer import RecognizerConfig, TrainConfig, embed, save_recognizer, train_recognizer
+from facedis_aug.data.synthetic import SyntheticWorld
+from facedis_aug.ops.io import load_safetensors, read_json, save_safetensors, write_json
 
 
 

@@ -1,6 +1,6 @@
 """Synthetic face world: rendering speed (images/s) and the picture grids.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_synthetic.py [--threads N] [--repeats R] [--quick]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_synthetic [--threads N] [--repeats R] [--quick]
 
 Measures images/s at 32, 64 and 128 px for the batched path (`SyntheticFaces.batch`, batch 64)
 and the per-item path (`dataset[i]`), with and without the canonical maps at 64 px, and writes
@@ -14,17 +14,15 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from facedis_aug.data.synthetic import FaceParams, SyntheticFaces, SyntheticWorld  # noqa: E402
-from facedis_aug.ops import save_image_grid  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from facedis_aug.data.synthetic import FaceParams, SyntheticFaces, SyntheticWorld
+from facedis_aug.ops import save_image_grid
 
 
 def _load() -> str:

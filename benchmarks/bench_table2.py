@@ -8,12 +8,11 @@ decomposer as the "truth", so the reader sees whether the direction or the decom
 link; sanity lines give the regressor's own error on held-out world images and the agreement of
 decomposer and regressor on the generated faces.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_table2.py --bundle RUN/export/bundle --samples 2000 --name table2_tiny
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_table2 --bundle RUN/export/bundle --samples 2000 --name table2_tiny
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict  # noqa: E402
-from facedis_aug.bundle import Bundle  # noqa: E402
-from facedis_aug.directions.semantics import SEMANTICS, measure_semantics  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict
+from facedis_aug.bundle import Bundle
+from facedis_aug.directions.semantics import SEMANTICS, measure_semantics
 
 # Table 2 of the paper (StyleGAN2 on FFHQ, truth from a 3D landmarker): |corr| with (pitch, yaw)
 PAPER = {

@@ -1,6 +1,6 @@
 """The decomposer's view head on real faces, scored against MediaPipe's face-mesh yaw (evaluation only).
 
-    python benchmarks/bench_view_real.py --bundle RUN/export/bundle --mediapipe-python /path/to/venv/bin/python \
+    python -m benchmarks.bench_view_real --bundle RUN/export/bundle --mediapipe-python /path/to/venv/bin/python \
         [--data ../shared/data] [--world 256] [--name view_real]
 
 `../shared/data` has no yaw labels, so an external estimator stands in for them: MediaPipe's face
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from benchmarks.bench_table2 import world_settings  # noqa: E402
-from benchmarks.pose_regressor import render_world  # noqa: E402
-from facedis_aug.bundle import Bundle  # noqa: E402
-from facedis_aug.data.folder import prepare_face, to_rgb  # noqa: E402
-from facedis_aug.ops.resize import resize_square  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from benchmarks.bench_table2 import world_settings
+from benchmarks.pose_regressor import render_world
+from facedis_aug.bundle import Bundle
+from facedis_aug.data.folder import prepare_face, to_rgb
+from facedis_aug.ops.resize import resize_square
 
 HERE = Path(__file__).resolve().parent
 WORLD_START = 900_000  # world images far from any training index

@@ -1,6 +1,6 @@
 """Which yaw does the decomposer's image model prefer for a world face, given the right maps? (issue 13)
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_yaw_landscape.py [--identities 12] [--name yaw_landscape]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape [--identities 12] [--name yaw_landscape]
 
 No training: for world faces of known yaw (pitch, roll and translation zeroed), the layered image model
 (`Renderer.reconstruct_layered`, the background layer made from the image as the decomposer makes it)
@@ -24,23 +24,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.common import write_results  # noqa: E402
-from facedis_aug.data import world_geometry as geom  # noqa: E402
-from facedis_aug.data.synthetic import SyntheticWorld  # noqa: E402
-from facedis_aug.decompose.config import DecomposeConfig  # noqa: E402
-from facedis_aug.decompose.model import Decomposer  # noqa: E402
-from facedis_aug.decompose.renderer import Renderer  # noqa: E402
-from facedis_aug.ops.resize import resize_square  # noqa: E402
+from benchmarks.common import write_results
+from facedis_aug.data import world_geometry as geom
+from facedis_aug.data.synthetic import SyntheticWorld
+from facedis_aug.decompose.config import DecomposeConfig
+from facedis_aug.decompose.model import Decomposer
+from facedis_aug.decompose.renderer import Renderer
+from facedis_aug.ops.resize import resize_square
 
 YAWS = [0, 10, 20, 30, 45, 60, 75, 90]
 PHIS = torch.arange(-90.0, 90.1, 5.0)

@@ -12,13 +12,12 @@ covered) and then read generated faces. It never feeds back into the method: onl
 Weights are cached as safetensors (config, world and held-out MAE in the metadata) under
 benchmarks/results/cache/, which is not committed.
 
-    OMP_NUM_THREADS=1 python benchmarks/pose_regressor.py --resolution 32      # train + report MAE
+    OMP_NUM_THREADS=1 python -m benchmarks.pose_regressor --resolution 32      # train + report MAE
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,10 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facedis_aug.data.synthetic import SyntheticFaces  # noqa: E402
-from facedis_aug.ops.io import load_safetensors, save_safetensors  # noqa: E402
+from facedis_aug.data.synthetic import SyntheticFaces
+from facedis_aug.ops.io import load_safetensors, save_safetensors
 
 FORMAT = "facedis_aug.pose_regressor"
 FORMAT_VERSION = 1

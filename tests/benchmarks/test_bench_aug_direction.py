@@ -1,15 +1,13 @@
 """Known answers for benchmarks/bench_aug_direction.py: the cosine of a stage-2 checkpoint's v_yaw."""
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
 
-from benchmarks.bench_aug_direction import cosine_rows  # noqa: E402
-from facedis_aug.ops import save_safetensors  # noqa: E402
+from benchmarks.bench_aug_direction import cosine_rows
+from facedis_aug.ops import save_safetensors
 
 
 def test_cosine_of_planted_directions(tmp_path):

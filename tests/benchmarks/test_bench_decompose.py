@@ -2,17 +2,15 @@
 checks of its ground-truth metrics (benchmarks/decompose_eval.py)."""
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
 
-from benchmarks import bench_decompose as B  # noqa: E402
-from benchmarks.decompose_eval import _scores, depth_metrics  # noqa: E402
-from facedis_aug.decompose import Renderer  # noqa: E402
+from benchmarks import bench_decompose as B
+from benchmarks.decompose_eval import _scores, depth_metrics
+from facedis_aug.decompose import Renderer
 
 
 def test_depth_metrics_known_answers():

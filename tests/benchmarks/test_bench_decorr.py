@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts, not an installed package
 
-from benchmarks.bench_decorr import aggregate, arm_recipe, read_stats, run_dir  # noqa: E402
+from benchmarks.bench_decorr import aggregate, arm_recipe, read_stats, run_dir
 
 TINY = REPO / "recipes" / "tiny.yaml"
 

@@ -6,17 +6,15 @@ sets with equal positives and negatives whose profile side really has |yaw| >= 6
 that tell the arms apart, reloadable oracle weights, and a rerun that skips every finished arm.
 """
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
 
-from benchmarks import bench_pose_balance as B  # noqa: E402
-from benchmarks.recognizer import embed, load_recognizer  # noqa: E402
+from benchmarks import bench_pose_balance as B
+from benchmarks.recognizer import embed, load_recognizer
 
 
 @pytest.fixture(scope="module")

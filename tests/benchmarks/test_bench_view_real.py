@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_view_real import scores  # noqa: E402
+from benchmarks.bench_view_real import scores
 
 
 def test_scores_of_a_planted_line():
@@ -24,7 +23,7 @@ def test_scores_of_a_planted_line():
 
 
 def test_missing_mediapipe_python_is_one_clear_line(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/bench_view_real.py", "--bundle", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_view_real", "--bundle", str(tmp_path),
                            "--mediapipe-python", str(tmp_path / "nopython")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0

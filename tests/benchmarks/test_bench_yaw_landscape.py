@@ -1,14 +1,12 @@
 """The yaw-landscape benchmark (benchmarks/bench_yaw_landscape.py): its search finds a known yaw, and
 its world faces are in the renderer's units."""
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
 
-from benchmarks import bench_yaw_landscape as L  # noqa: E402
-from facedis_aug.decompose import Renderer  # noqa: E402
+from benchmarks import bench_yaw_landscape as L
+from facedis_aug.decompose import Renderer
 
 
 def test_preferred_yaw_finds_the_yaw_a_face_was_rendered_at():

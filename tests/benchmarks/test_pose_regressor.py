@@ -4,17 +4,13 @@ Tiny and seeded: a 16 px regressor trained for a few dozen steps must lower its 
 tell a face turned +60 degrees from the same face turned -60 degrees.
 """
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts, not an installed package
 
-from benchmarks.bench_table2 import correlation_table  # noqa: E402
-from benchmarks.pose_regressor import (  # noqa: E402
+from benchmarks.bench_table2 import correlation_table
+from benchmarks.pose_regressor import (
     PoseRegressor,
     _augment,
     heldout_mae,
@@ -23,7 +19,7 @@ from benchmarks.pose_regressor import (  # noqa: E402
     predict,
     train_pose_regressor,
 )
-from facedis_aug.data.synthetic import SyntheticFaces  # noqa: E402
+from facedis_aug.data.synthetic import SyntheticFaces
 
 
 def test_pearson_planted_linear():

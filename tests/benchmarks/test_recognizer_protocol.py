@@ -5,7 +5,6 @@ ArcFace / CosFace formulas; a saved recognizer reloads to the same embeddings; a
 training run resumes to the same weights as an uninterrupted one.
 """
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/ is a folder of scripts
 
-from benchmarks.pair_protocol import best_threshold, kfold_accuracy, make_pairs, pair_scores  # noqa: E402
-from benchmarks.recognizer import (  # noqa: E402
+from benchmarks.pair_protocol import best_threshold, kfold_accuracy, make_pairs, pair_scores
+from benchmarks.recognizer import (
     MarginHead,
     RecognizerConfig,
     TrainConfig,
