@@ -48,6 +48,7 @@ ARMS = {"off": 0.0, "on": None, "w0.1": 0.1, "w10": 10.0}  # None: the recipe's 
 # Eq. 1 sums d (d - 1) squared correlations (16256 at w_dim 128), so its weight is a real choice: the "w" arms study it
 STAT_KEYS = ("rho_mean", "rho_max", "var_cv")
 METRIC_KEYS = ("fid", "kid", "ppl")
+POSE_KEYS = ("yaw_tv", "share_gt45_generated")  # issue 14's pose coverage (benchmarks/bench_gan_pose.py)
 PAPER = (
     "Paper (Table 1, Inception FID / LPIPS PPL, 25M images): CASIA 96x112 FID 11.85 -> 9.96, "
     "PPL 15.26 -> 12.30; FFHQ 256 FID 25.49 -> 15.57, PPL 34.24 -> 20.23 (without -> with decorrelation)."
@@ -134,6 +135,23 @@ def initial_generator(recipe: Recipe, seed: int) -> Generator:
     return Generator(network_configs(recipe.gan)[0]).eval()
 
 
+def pose_coverage(run: Path, recipe: Recipe, samples: int) -> dict[str, Any]:
+    """bench_gan_pose's coverage numbers of one arm's G_ema (the evaluation-only regressor), cached in the run."""
+    cache = run / f"pose-n{samples}.json"
+    if cache.exists():
+        return read_json(cache)
+    from benchmarks.bench_gan_pose import coverage, data_pose, generated_pose
+    from benchmarks.pose_regressor import get_or_train, load_pose_regressor
+
+    syn = recipe.data.synthetic
+    regressor = load_pose_regressor(get_or_train(recipe.gan.resolution, world_seed=syn.seed,
+                                                 num_identities=syn.num_identities))
+    data, _ = data_pose(recipe, regressor, samples)
+    res = coverage(generated_pose(run / "gan.safetensors", regressor, samples), data)
+    write_json(cache, res)
+    return res
+
+
 def evaluate(args: argparse.Namespace) -> None:
     mcfg = MetricsConfig(
         inception_weights=args.inception_weights, lpips_weights=args.lpips_weights, num_images=args.fid_images,
@@ -167,6 +185,7 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"real features: {time.time() - t0:.0f} s", flush=True)
 
     rows, per_arm, curves, grids = [], {}, {}, {}
+    data_gt45 = None  # the training images' share beyond |yaw| 45, as the regressor reads them
     for seed in args.seeds:
         init = w_stats(initial_generator(base, seed), args.w_samples, 10**6 + seed)
         rows.append({"arm": "init (step 0)", "seed": seed, "kimg": 0.0, **init})
@@ -185,10 +204,13 @@ def evaluate(args: argparse.Namespace) -> None:
                 print(f"[{arm} seed {seed}] metrics {time.time() - t0:.0f} s", flush=True)
                 write_json(cache, res)
             recipe = arm_recipe(args.recipe, arm, args.kimg, seed, args.override)
+            pose = pose_coverage(d, recipe, args.pose_samples) if args.pose_samples else {}
+            data_gt45 = pose.get("share_gt45_data", data_gt45)
             row = {
                 "arm": arm, "seed": seed, "kimg": args.kimg, "decorr_weight": recipe.gan.decorr_weight,
                 **w_stats(G, args.w_samples, 10**6 + seed),
                 "fid": res["fid"], "kid": res["kid"], "kid_std": res["kid_std"], "ppl": res["ppl"],
+                **{k: pose[k] for k in POSE_KEYS if k in pose},
             }  # fmt: skip
             rows.append(row)
             per_arm.setdefault(arm, []).append(row)
@@ -200,10 +222,11 @@ def evaluate(args: argparse.Namespace) -> None:
     summary = []
     if len(args.seeds) > 1:
         for arm in args.arms:
-            agg = aggregate(per_arm[arm], (*STAT_KEYS, *METRIC_KEYS))
+            keys = (*STAT_KEYS, *METRIC_KEYS, *(POSE_KEYS if args.pose_samples else ()))
+            agg = aggregate(per_arm[arm], keys)
             summary.append({"arm": arm, "seeds": len(args.seeds), **agg})
             rows.append({"arm": f"{arm} (mean of {len(args.seeds)} seeds)", "seed": "-", "kimg": args.kimg,
-                         **{k: agg[k] for k in (*STAT_KEYS, *METRIC_KEYS)}})  # fmt: skip
+                         **{k: agg[k] for k in keys}})  # fmt: skip
     rows.append({"arm": "real vs real (floor)", "seed": "-", "kimg": "-", "fid": floor["fid"], "kid": floor["kid"]})
 
     fallback = any(n.startswith("fallback") for n in nets.values())
@@ -211,7 +234,13 @@ def evaluate(args: argparse.Namespace) -> None:
     png = args.results / f"{args.name}.png"
     plot(png, grids, curves, args)
     notes = _notes(args, rows, nets, fallback, png)
-    cols = ["arm", "seed", "kimg", "decorr_weight", "rho_mean", "rho_max", "var_cv", "fid", "kid", "ppl"]
+    if args.pose_samples:
+        notes += (f"\n- Pose coverage (issue 14): {args.pose_samples} generated faces (seeds 0..{args.pose_samples - 1}) and as "
+                  "many training images read by the evaluation-only pose regressor (benchmarks/pose_regressor.py); yaw_tv = "
+                  "total variation between their 10-degree yaw histograms over [-90, 90] (target <= 0.15), "
+                  f"share_gt45_generated = share read beyond |yaw| 45 (the training images: {data_gt45:.3f}).")
+    cols = ["arm", "seed", "kimg", "decorr_weight", "rho_mean", "rho_max", "var_cv", "fid", "kid", "ppl",
+            *(POSE_KEYS if args.pose_samples else ())]
     title = (f"Table 1 at CPU scale: decorrelation loss off vs on (tiny 32 px, {args.kimg:g} kimg, seeds "
              f"{', '.join(map(str, args.seeds))}; FID/KID/PPL with {'OFFLINE FALLBACK' if fallback else 'local'} nets)")  # fmt: skip
     write_results(
@@ -323,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fid-images", type=int, default=1500)
     p.add_argument("--ppl-samples", type=int, default=500)
     p.add_argument("--w-samples", type=int, default=4096)
+    p.add_argument("--pose-samples", type=int, default=2000,
+                   help="generated and real faces read by the evaluation-only pose regressor (0: no pose columns)")
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--lpips-weights", default=None)
     p.add_argument("--name", default="table1", help="results file stem")

@@ -5,9 +5,9 @@
       decomposer.safetensors    copy of the stage-2 decomposer (pose of real images, pictures)
       directions.safetensors    named unit directions [d] (the univariate semantics, local_000, ...)
       directions.json           per direction: kind, sigma, R^2, calibration / ||u_p||, cluster, region
-      generator.onnx            optional (issue 6), listed in the manifest when present
+      generator.onnx            optional, listed in the manifest when present
       view_head.onnx            optional: the decomposer's view head
-      encoder.safetensors       optional (issue 8): image -> w encoder, for turning real images
+      encoder.safetensors       optional: image -> w encoder, for turning real images
       encoder.onnx              optional: the encoder in ONNX
       manifest.json             format_version, sha256 + size of every file, the recipe, created date
 
@@ -199,7 +199,7 @@ class Bundle:
 
     @property
     def onnx_path(self) -> Path | None:
-        """Path of generator.onnx when the bundle has one (issue 6)."""
+        """Path of generator.onnx when the bundle has one."""
         return self.path / GENERATOR_ONNX if GENERATOR_ONNX in self.manifest["files"] else None
 
     @property

@@ -24,6 +24,14 @@ def test_arms_differ_only_in_the_decorrelation_weight():
     assert a == b  # same data, networks, optimiser and length
 
 
+def test_weight_study_arms_set_their_weight_and_nothing_else():
+    on = arm_recipe(TINY, "on", 3.5, 7).to_dict()
+    for arm, weight in (("w0.1", 0.1), ("w10", 10.0)):
+        r = arm_recipe(TINY, arm, 3.5, 7).to_dict()
+        assert r["gan"].pop("decorr_weight") == weight
+        assert r["gan"] == {k: v for k, v in on["gan"].items() if k != "decorr_weight"}
+
+
 def test_arm_recipe_rejects_unknown_arm_and_on_without_loss():
     with pytest.raises(ValueError, match="arm"):
         arm_recipe(TINY, "maybe", 1, 0)
