@@ -1,6 +1,7 @@
 """Which yaw does the decomposer's image model prefer for a world face, given the right maps? (issue 13)
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape [--identities 12] [--name yaw_landscape]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape --decomposer RUN/decompose/decomposer.safetensors --name N
 
 No training: for world faces of known yaw (pitch, roll and translation zeroed), the layered image model
 (`Renderer.reconstruct_layered`, the background layer made from the image as the decomposer makes it)
@@ -25,7 +26,8 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
+from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +37,7 @@ from benchmarks.common import write_results
 from facedis_aug.data import world_geometry as geom
 from facedis_aug.data.synthetic import SyntheticWorld
 from facedis_aug.decompose.config import DecomposeConfig
-from facedis_aug.decompose.model import Decomposer
+from facedis_aug.decompose.model import Decomposer, load_decomposer, renderer_for
 from facedis_aug.decompose.renderer import Renderer
 from facedis_aug.ops.resize import resize_square
 
@@ -92,6 +94,56 @@ def preferred_yaw(faces: dict[str, torch.Tensor], depth: torch.Tensor, albedo: t
     return PHIS[torch.stack(losses, 1).argmin(1)]
 
 
+@torch.no_grad()
+def model_preferred_yaw(model: Decomposer, faces: dict[str, torch.Tensor], maps: Any) -> torch.Tensor:
+    """[B] the phi in PHIS whose render with the decomposer's own image model (`Decomposer.reconstruct`) and
+    the face-layer maps `maps` (a `Decomposition`; its pitch, roll and translation are kept) is closest (L1)
+    to each image."""
+    renderer = renderer_for(model.cfg)
+    losses = []
+    for phi in PHIS:
+        view = maps.view.clone()
+        view[:, 1] = phi
+        r = model.reconstruct(renderer, maps, view=view)
+        losses.append((r.image - faces["image"]).abs().mean(dim=(1, 2, 3)))
+    return PHIS[torch.stack(losses, 1).argmin(1)]
+
+
+def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[str, Any]], str]:
+    """Does a trained decomposer's view head agree with its own maps, and which map holds the yaw back?
+    For world faces of known yaw: the view head's yaw, then the preferred yaw (as above) of its own face
+    layer and of that layer with one or more maps replaced by the world's own."""
+    model = load_decomposer(path)
+    size = model.cfg.image_size
+    faces = world_faces(size, identities, seed, flat=False)
+    d = model(faces["image"])
+    variants = {
+        "its own maps": d,
+        "own, world albedo": replace(d, albedo=faces["albedo"]),
+        "own, world depth": replace(d, depth=faces["depth"]),
+        "own, world albedo + depth": replace(d, albedo=faces["albedo"], depth=faces["depth"]),
+        "own view, world albedo, depth, opacity, light": replace(d, albedo=faces["albedo"], depth=faces["depth"],
+                                                                 alpha=faces["alpha"], light=faces["light"]),
+        "world albedo, depth, opacity, light, view": replace(d, albedo=faces["albedo"], depth=faces["depth"],
+                                                             alpha=faces["alpha"], light=faces["light"],
+                                                             view=torch.zeros_like(d.view)),
+    }
+    def row(name: str, yaw: torch.Tensor) -> dict[str, Any]:
+        med = yaw.view(identities, len(YAWS)).median(0).values
+        return {"decomposer yaw": name, **{f"true {y}": int(round(m)) for y, m in zip(YAWS, med.tolist())}}
+
+    rows = [row("its view head", d.view[:, 1])]
+    rows += [row(f"preferred, {k}", model_preferred_yaw(model, faces, v)) for k, v in variants.items()]
+    notes = (f"Decomposer {path} ({size} px). Median over {identities} world identities (seed {seed}) per true yaw "
+             "(columns; pitch, roll and translation zero in the images, world light): first the view head's "
+             "answer, then the yaw phi (grid step 5 over [-90, 90]; the head's pitch and roll kept) whose render "
+             "by the decomposer's own image model has the lowest L1 to the image, with its own face layer and "
+             "with the named maps replaced by the world's (albedo, depth in the renderer's units, head opacity, "
+             "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head that matches 'its own maps' is as good as those maps let it be; the rows "
+             "below say which map holds the yaw back.")
+    return rows, notes
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=32, help="image side (the tiny recipe's decomposer: 32)")
@@ -99,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="yaw_landscape")
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--decomposer", default=None,
+                    help="a trained decomposer.safetensors: score its view head against its own maps instead")
     args = ap.parse_args(argv)
     t0 = time.time()
+    if args.decomposer:
+        rows, notes = decomposer_rows(args.decomposer, args.identities, args.seed)
+        write_results(args.name, rows, "Preferred yaw of a trained decomposer's own face layer on world faces",
+                      notes=f"{notes} Took {time.time() - t0:.0f} s.", out_dir=args.out_dir)
+        return
     # the tiny recipe's prior ellipse (the world's heads with their hair); the nets are never run (narrow)
     cfg = DecomposeConfig(image_size=args.size, shape_prior_axes=(0.75, 0.95), channels=4, bottleneck=4,
                           head_channels=4, conf_channels=4, conf_bottleneck=4)

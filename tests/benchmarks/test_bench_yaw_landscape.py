@@ -1,6 +1,5 @@
 """The yaw-landscape benchmark (benchmarks/bench_yaw_landscape.py): its search finds a known yaw, and
 its world faces are in the renderer's units."""
-from pathlib import Path
 
 import torch
 
@@ -35,3 +34,22 @@ def test_world_faces_sit_on_the_pivot_with_a_convex_relief():
     centre = d[:, 12:20, 12:20][head[:, 12:20, 12:20]]
     assert (centre < 0.97).all() and (centre > 0.91).all()
     assert faces["yaw"].tolist() == [float(y) for y in L.YAWS] * 2
+
+
+def test_model_preferred_yaw_finds_the_yaw_its_own_maps_were_rendered_at():
+    from facedis_aug.decompose import DecomposeConfig, Decomposer
+    from facedis_aug.decompose.model import renderer_for
+
+    torch.manual_seed(0)
+    cfg = DecomposeConfig(image_size=16, channels=4, bottleneck=8, head_channels=4, conf_channels=4, conf_bottleneck=4)
+    model = Decomposer(cfg).eval()
+    yaws = torch.tensor([-45.0, -10.0, 0.0, 25.0, 60.0])
+    with torch.no_grad():
+        d = model(torch.rand(len(yaws), 3, 16, 16) * 2 - 1)
+        view = d.view.clone()
+        view[:, 1] = yaws
+        images = model.reconstruct(renderer_for(cfg), d, view=view).image
+    # the maps' own view is frontal (zero-initialised heads): the search must find the yaws the images were drawn at
+    assert d.view.abs().max() == 0
+    found = L.model_preferred_yaw(model, {"image": images}, d)
+    assert torch.equal(found, yaws), found
