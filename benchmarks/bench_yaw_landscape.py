@@ -132,6 +132,8 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
         med = yaw.view(identities, len(YAWS)).median(0).values
         return {"decomposer yaw": name, **{f"true {y}": int(round(m)) for y, m in zip(YAWS, med.tolist())}}
 
+    head = faces["alpha"] > 0.5
+    spread = {k: float(v.std(0)[head.all(0)].mean()) for k, v in (("learned", d.depth), ("world", faces["depth"]))}
     rows = [row("its view head", d.view[:, 1])]
     rows += [row(f"preferred, {k}", model_preferred_yaw(model, faces, v)) for k, v in variants.items()]
     notes = (f"Decomposer {path} ({size} px). Median over {identities} world identities (seed {seed}) per true yaw "
@@ -140,7 +142,8 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
              "by the decomposer's own image model has the lowest L1 to the image, with its own face layer and "
              "with the named maps replaced by the world's (albedo, depth in the renderer's units, head opacity, "
              "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head that matches 'its own maps' is as good as those maps let it be; the rows "
-             "below say which map holds the yaw back.")
+             "below say which map holds the yaw back. Depth spread (std over these faces, mean over the pixels "
+             f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}.")
     return rows, notes
 
 
