@@ -134,6 +134,7 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
 
     head = faces["alpha"] > 0.5
     spread = {k: float(v.std(0)[head.all(0)].mean()) for k, v in (("learned", d.depth), ("world", faces["depth"]))}
+    corr = [float(torch.corrcoef(torch.stack([d.light[:, i], faces["light"][:, i]]))[0, 1]) for i in (6, 7)]
     rows = [row("its view head", d.view[:, 1])]
     rows += [row(f"preferred, {k}", model_preferred_yaw(model, faces, v)) for k, v in variants.items()]
     notes = (f"Decomposer {path} ({size} px). Median over {identities} world identities (seed {seed}) per true yaw "
@@ -143,7 +144,9 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
              "with the named maps replaced by the world's (albedo, depth in the renderer's units, head opacity, "
              "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head that matches 'its own maps' is as good as those maps let it be; the rows "
              "below say which map holds the yaw back. Depth spread (std over these faces, mean over the pixels "
-             f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}.")
+             f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}. Light "
+             f"direction (dx, dy; dy > 0 from below) against the world's: correlation {corr[0]:.2f}, {corr[1]:.2f}; "
+             f"mean dy learned {float(d.light[:, 7].mean()):+.2f}, world {float(faces['light'][:, 7].mean()):+.2f}.")
     return rows, notes
 
 
