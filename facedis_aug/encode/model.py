@@ -17,24 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import load_safetensors, save_safetensors
 from ..ops.dataconf import from_dict, to_dict
+from ..ops.resize import resize_bilinear
 from .config import EncodeConfig
 
 FORMAT = "facedis_aug.encoder/1"
 
 
 def fit_images(images: Tensor, size: int) -> Tensor:
-    """[B, 3, H, W] -> [B, 3, size, size]: antialiased bilinear when shrinking, bilinear when growing."""
+    """[B, 3, H, W] -> [B, 3, size, size] by `ops.resize_bilinear` (antialiased bilinear), the one resize
+    of the encoder's inputs in training and in use."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-    if images.shape[-2:] == (size, size):
-        return images
-    shrink = images.shape[-1] > size or images.shape[-2] > size
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return resize_bilinear(images, size)
 
 
 class LatentEncoder(nn.Module):
