@@ -28,7 +28,7 @@ Backend = Literal["torch", "onnx"]
 BACKENDS = ("torch", "onnx")
 # the light semantics of the bundle (paper Sec. 4.3), edited when lighting augmentation is on
 LIGHT_SEMANTICS = ("ambient_r", "ambient_g", "ambient_b", "diffuse_r", "diffuse_g", "diffuse_b", "light_x", "light_y")
-DEFAULT_YAW_LIMIT = 90.0  # DecomposeConfig.rot_range, for decomposer files that do not store it
+DEFAULT_YAW_LIMIT = 90.0  # DecomposerConfig.rot_range, for decomposer files that do not store it
 
 
 @dataclass

@@ -9,6 +9,7 @@ from .._lazy import lazy_face
 
 _PUBLIC = {
     "DecomposeConfig": "facedis_aug.decompose.config",
+    "DecomposerConfig": "facedis_aug.decompose.config",
     "PerceptualLoss": "facedis_aug.decompose.losses",
     "decomposition_loss": "facedis_aug.decompose.losses",
     "photometric_l1": "facedis_aug.decompose.losses",

@@ -5,17 +5,16 @@ Each field names where its default comes from: "unsup3d" = Wu, Rupprecht and Ved
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, Optional
 
 
 @dataclass
-class DecomposeConfig:
+class DecomposerConfig:
+    """Constructor arguments of `Decomposer` (its networks and image model), stored beside its weights.
+    `DecomposeConfig` (the recipe's `decompose` section) adds the stage's training settings to these."""
+
     image_size: int = 64  # the decomposer's input side in pixels (paper Sec. 4: generations resized to 64)
-    # training images: the stage-1 generator's samples with their w (paper), the recipe's data
-    # itself (folder or synthetic world; no w, so no yaw augmentation) (ours), or "mixed": even steps
-    # the data, odd steps the generator (with w and the yaw augmentation) (ours)
-    source: Literal["generator", "data", "mixed"] = "generator"
 
     # --- image model ---
     # a face layer in the canonical frame (albedo, depth, soft opacity), rotated by the view and
@@ -111,12 +110,7 @@ class DecomposeConfig:
     conf_channels: int = 64  # base channels of the confidence nets (unsup3d)
     conf_bottleneck: int = 128  # their bottleneck size (unsup3d)
 
-    # --- optimisation ---
-    batch: int = 64  # images per step (unsup3d)
-    iterations: int = 75000  # steps; ~30 epochs of 160k images at batch 64 (unsup3d's schedule)
-    lr: float = 1e-4  # Adam learning rate (unsup3d)
-
-    # --- losses ---
+    # --- confidence and light outputs ---
     # sigma >= conf_floor (image units, in [-1, 1]): without a floor the confidence net won by giving up,
     # sigma -> 1e-9 on pixels it could match exactly, its gradient (7.8) drowning the others (0.005) and
     # the learned yaw slope falling 1.19 -> 0.17 between steps 200 and 600 (ours; unsup3d has none)
@@ -137,6 +131,64 @@ class DecomposeConfig:
     # 0.81 / 0.21, and the albedo collapses under mutual reconstruction alike (spread 0.082 vs 0.084;
     # 0.29 without mutual) (benchmarks/results/decompose_gan50.md)
     light_colour: Literal["rgb", "grey"] = "rgb"
+
+    def __post_init__(self) -> None:
+        s = self.image_size
+        if s < 16 or s & (s - 1):
+            raise ValueError(f"image_size must be a power of two >= 16, got {s}")
+        if not 0.0 < self.fov < 90.0:
+            raise ValueError(f"fov must be in (0, 90) degrees, got {self.fov}")
+        if not 0.0 < self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        for name in ("rot_range", "pitch_range", "roll_range"):
+            if not 0.0 <= getattr(self, name) <= 90.0:
+                raise ValueError(f"{name} must be in [0, 90] degrees, got {getattr(self, name)}")
+        for name in ("channels", "bottleneck", "head_channels", "conf_channels", "conf_bottleneck"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.shape_prior < 0 or self.shape_prior >= (self.max_depth - self.min_depth) / 2:
+            raise ValueError(f"shape_prior must be in [0, (max_depth - min_depth) / 2), got {self.shape_prior}")
+        if len(self.shape_prior_axes) != 2 or not all(0.0 < a <= 1.5 for a in self.shape_prior_axes):
+            raise ValueError(f"shape_prior_axes must be two semi-axes in (0, 1.5], got {self.shape_prior_axes}")
+        if self.layers:
+            if not 0.0 < 2 * self.depth_residual < self.shape_prior:
+                raise ValueError(f"layers need 0 < 2 * depth_residual < shape_prior (a face that cannot go hollow), "
+                                 f"got depth_residual {self.depth_residual}, shape_prior {self.shape_prior}")
+            if not 1.0 <= self.background_ring:
+                raise ValueError(f"background_ring must be >= 1 (outside the face ellipse), got {self.background_ring}")
+        if self.surface not in ("depth", "head"):
+            raise ValueError(f"surface must be 'depth' or 'head', got {self.surface!r}")
+        if self.surface == "head" and not self.layers:
+            raise ValueError("surface 'head' needs layers: true (the single mesh is a frontal depth map)")
+        if len(self.surface_range) != 2 or not all(0.0 < a <= 180.0 for a in self.surface_range):
+            raise ValueError(f"surface_range must be (lon, lat) half-ranges in (0, 180] degrees, got {self.surface_range}")
+        if self.layers and not 0.5 < self.face_depth - self.shape_prior - self.depth_residual < self.face_depth <= 1.5:
+            raise ValueError(f"face_depth must be in (0.5 + shape_prior + depth_residual, 1.5], got {self.face_depth}")
+        if self.mutual_confidence not in (None, "learned", "fixed"):
+            raise ValueError(f"mutual_confidence must be None, 'learned' or 'fixed', got {self.mutual_confidence!r}")
+        if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0:
+            raise ValueError(f"need conf_floor > 0 and light_floor in [0, 1); got {self.conf_floor}, {self.light_floor}")
+
+    def network(self) -> "DecomposerConfig":
+        """Only the `Decomposer`'s own fields (a `DecomposeConfig` drops its training settings)."""
+        return DecomposerConfig(**{f.name: getattr(self, f.name) for f in fields(DecomposerConfig)})
+
+
+@dataclass
+class DecomposeConfig(DecomposerConfig):
+    """Stage 2 settings: the decomposer's own (`DecomposerConfig`) and how it is trained."""
+
+    # training images: the stage-1 generator's samples with their w (paper), the recipe's data
+    # itself (folder or synthetic world; no w, so no yaw augmentation) (ours), or "mixed": even steps
+    # the data, odd steps the generator (with w and the yaw augmentation) (ours)
+    source: Literal["generator", "data", "mixed"] = "generator"
+
+    # --- optimisation ---
+    batch: int = 64  # images per step (unsup3d)
+    iterations: int = 75000  # steps; ~30 epochs of 160k images at batch 64 (unsup3d's schedule)
+    lr: float = 1e-4  # Adam learning rate (unsup3d)
+
+    # --- losses ---
     # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
     # the photometric loss: they can be matched exactly, which is what made sigma collapse (ours)
     saturated: float = 0.995
@@ -187,47 +239,16 @@ class DecomposeConfig:
     checkpoint_every: int = 1000  # steps between resumable checkpoints
 
     def __post_init__(self) -> None:
-        s = self.image_size
-        if s < 16 or s & (s - 1):
-            raise ValueError(f"image_size must be a power of two >= 16, got {s}")
-        if not 0.0 < self.fov < 90.0:
-            raise ValueError(f"fov must be in (0, 90) degrees, got {self.fov}")
-        if not 0.0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
-        for name in ("rot_range", "pitch_range", "roll_range"):
-            if not 0.0 <= getattr(self, name) <= 90.0:
-                raise ValueError(f"{name} must be in [0, 90] degrees, got {getattr(self, name)}")
-        for name in ("channels", "bottleneck", "head_channels", "conf_channels", "conf_bottleneck",
-                     "batch", "aug_every", "aug_buffer", "log_every", "snapshot_every", "checkpoint_every"):
+        super().__post_init__()
+        for name in ("batch", "aug_every", "aug_buffer", "log_every", "snapshot_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.aug_start < 0:
             raise ValueError(f"aug_start must be >= 0, got {self.aug_start}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        if self.shape_prior < 0 or self.shape_prior >= (self.max_depth - self.min_depth) / 2:
-            raise ValueError(f"shape_prior must be in [0, (max_depth - min_depth) / 2), got {self.shape_prior}")
-        if len(self.shape_prior_axes) != 2 or not all(0.0 < a <= 1.5 for a in self.shape_prior_axes):
-            raise ValueError(f"shape_prior_axes must be two semi-axes in (0, 1.5], got {self.shape_prior_axes}")
-        if self.layers:
-            if not 0.0 < 2 * self.depth_residual < self.shape_prior:
-                raise ValueError(f"layers need 0 < 2 * depth_residual < shape_prior (a face that cannot go hollow), "
-                                 f"got depth_residual {self.depth_residual}, shape_prior {self.shape_prior}")
-            if not 1.0 <= self.background_ring:
-                raise ValueError(f"background_ring must be >= 1 (outside the face ellipse), got {self.background_ring}")
-        if self.surface not in ("depth", "head"):
-            raise ValueError(f"surface must be 'depth' or 'head', got {self.surface!r}")
-        if self.surface == "head" and not self.layers:
-            raise ValueError("surface 'head' needs layers: true (the single mesh is a frontal depth map)")
-        if len(self.surface_range) != 2 or not all(0.0 < a <= 180.0 for a in self.surface_range):
-            raise ValueError(f"surface_range must be (lon, lat) half-ranges in (0, 180] degrees, got {self.surface_range}")
-        if self.layers and not 0.5 < self.face_depth - self.shape_prior - self.depth_residual < self.face_depth <= 1.5:
-            raise ValueError(f"face_depth must be in (0.5 + shape_prior + depth_residual, 1.5], got {self.face_depth}")
-        if self.mutual_confidence not in (None, "learned", "fixed"):
-            raise ValueError(f"mutual_confidence must be None, 'learned' or 'fixed', got {self.mutual_confidence!r}")
-        if self.conf_floor <= 0 or not 0.0 <= self.light_floor < 1.0 or not 0.0 < self.saturated <= 1.0:
-            raise ValueError(f"need conf_floor > 0, light_floor in [0, 1), saturated in (0, 1]; got "
-                             f"{self.conf_floor}, {self.light_floor}, {self.saturated}")
+        if not 0.0 < self.saturated <= 1.0:
+            raise ValueError(f"saturated must be in (0, 1], got {self.saturated}")
         if self.gradient_weight < 0:
             raise ValueError(f"gradient_weight must be >= 0, got {self.gradient_weight}")
         if self.view_cycle < 0 or len(self.view_cycle_range) != 2 or not (

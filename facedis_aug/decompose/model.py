@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..ops import load_safetensors, save_safetensors
 from ..ops.dataconf import from_dict, to_dict
-from .config import DecomposeConfig
+from .config import DecomposerConfig
 from .renderer import Renderer
 
 FORMAT = "facedis-aug decomposer v1"  # the config in the metadata says which image model
@@ -151,7 +151,7 @@ def smooth_fill(images: Tensor, known: Tensor) -> Tensor:
     return out + (1 - filled) * mean
 
 
-def renderer_for(cfg: DecomposeConfig) -> Renderer:
+def renderer_for(cfg: DecomposerConfig) -> Renderer:
     """The renderer of a decomposer's image model (its image size, field of view and face surface)."""
     return Renderer(cfg.image_size, cfg.fov, surface=cfg.surface, surface_range=cfg.surface_range)
 
@@ -170,11 +170,13 @@ class Decomposition:
 
 
 class Decomposer(nn.Module):
-    """unsup3d-style networks with the paper's 8-output RGB light head and mutual confidence net."""
+    """unsup3d-style networks with the paper's 8-output RGB light head and mutual confidence net.
 
-    def __init__(self, cfg: DecomposeConfig):
+    `cfg`: a `DecomposerConfig`, or the stage's `DecomposeConfig`, of which only the network part is kept."""
+
+    def __init__(self, cfg: DecomposerConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg.network()
         s = cfg.image_size
         self.net_view = Encoder(s, 6, cfg.head_channels)
         self.net_light = Encoder(s, 8, cfg.head_channels)
@@ -211,7 +213,7 @@ class Decomposer(nn.Module):
                 nn.init.zeros_(head.net[-2].bias)
 
     @staticmethod
-    def _cap(cfg: DecomposeConfig) -> Tensor:
+    def _cap(cfg: DecomposerConfig) -> Tensor:
         """[S, S] ellipsoid cap with semi-axes cfg.shape_prior_axes: 1 in the middle, 0 outside."""
         s = cfg.image_size
         v, u = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
@@ -219,7 +221,7 @@ class Decomposer(nn.Module):
         return torch.sqrt((1 - (u / ax) ** 2 - (v / ay) ** 2).clamp(min=0))
 
     @staticmethod
-    def _head_radius(cfg: DecomposeConfig) -> Tensor:
+    def _head_radius(cfg: DecomposerConfig) -> Tensor:
         """[S, S] head surface: the radius, along each map pixel's direction, of the ellipsoid with semi-axes
         shape_prior_axes x tan(fov / 2) (across, up; the prior ellipse in the image) and shape_prior (depth)."""
         if cfg.surface != "head":
@@ -230,7 +232,7 @@ class Decomposer(nn.Module):
         return 1.0 / (d / axes).norm(dim=-1)
 
     @classmethod
-    def _prior_raw(cls, cfg: DecomposeConfig) -> Tensor:
+    def _prior_raw(cls, cfg: DecomposerConfig) -> Tensor:
         """[S, S] raw-depth offset of the single-mesh model's convex shape prior (cfg.shape_prior): an
         ellipsoid cap whose depth, through the tanh of `depth_from_raw`, stands out by about shape_prior."""
         # near raw = 0 the depth moves by (max - min) / 2 per unit raw; closer to the camera is smaller depth
@@ -330,7 +332,7 @@ class Decomposer(nn.Module):
 
 
 def save_decomposer(model: Decomposer, path: str | os.PathLike) -> Path:
-    """Write weights + config (JSON metadata) atomically to `path` (normally decomposer.safetensors)."""
+    """Write weights + its `DecomposerConfig` (JSON metadata) atomically to `path` (normally decomposer.safetensors)."""
     path = Path(path)
     save_safetensors(path, model.state_dict(), metadata={"format": FORMAT, "config": to_dict(model.cfg)})
     return path
@@ -347,7 +349,9 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
     for key, old in (("layers", False), ("symmetric", False), ("conf_floor", 1e-7), ("light_floor", 0.0),
                      ("saturated", 1.0), ("light_frame", "canonical")):
         stored.setdefault(key, old)
-    cfg = from_dict(DecomposeConfig, stored, "decompose")
+    # files written before the network/training split also carry the stage's training settings
+    own = {f.name for f in fields(DecomposerConfig)}
+    cfg = from_dict(DecomposerConfig, {k: v for k, v in stored.items() if k in own}, "decompose")
     model = Decomposer(cfg)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

@@ -114,7 +114,9 @@ def test_save_load_round_trip(tmp_path):
     model = Decomposer(cfg).eval()
     path = save_decomposer(model, tmp_path / "decomposer.safetensors")
     loaded = load_decomposer(path)
-    assert loaded.cfg == cfg
+    # the file keeps the network's own config; the stage's training settings stay in the recipe
+    assert loaded.cfg == cfg.network() == model.cfg and loaded.cfg.rot_range == 80.0
+    assert not hasattr(loaded.cfg, "mutual_eps")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     a, b = model(x), loaded(x)
     for name in ("view", "light", "albedo", "depth", "conf", "conf_perc"):
@@ -275,3 +277,20 @@ def test_grey_light_ties_the_colour_channels_and_rgb_keeps_them():
         torch.testing.assert_close(rgb[:, t], lo + (1 - lo) * (raw[:, t] / 2 + 0.5))
     torch.testing.assert_close(grey[:, 6:], raw[:, 6:])
     assert rgb[:, 0:3].std(1).min() > 0  # distinct channels
+
+
+def test_files_with_the_full_stage_config_still_load(tmp_path):
+    from facedis_aug.decompose.model import FORMAT
+    from facedis_aug.ops import save_safetensors
+    from facedis_aug.ops.dataconf import to_dict
+
+    torch.manual_seed(3)
+    cfg = _tiny(rot_range=70.0, mutual_eps=0.1, iterations=7)
+    model = Decomposer(cfg).eval()
+    # as save_decomposer wrote them before the network/training split
+    path = tmp_path / "old.safetensors"
+    save_safetensors(path, model.state_dict(), metadata={"format": FORMAT, "config": to_dict(cfg)})
+    loaded = load_decomposer(path)
+    assert loaded.cfg == cfg.network() and loaded.cfg.rot_range == 70.0
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(model(x).view, loaded(x).view)
