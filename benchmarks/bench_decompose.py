@@ -27,6 +27,9 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-plain-aug                  mixed-aug without mutual reconstruction
     mixed-aug-grey                   mixed-aug with unsup3d's grey light (decompose.light_colour = grey)
     mixed-aug-eps01                  mixed-aug with the swap probability 0.1 (the paper's FFHQ setting)
+    mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
+                                     image-gradient L1 at 1, or the light gauge at 1)
+    mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
 
@@ -94,11 +97,14 @@ ARMS: dict[str, dict[str, Any]] = {
                             "cfg": {"aug_start": 1000, "aug_buffer": 4096, "gradient_weight": 1.0}},
     "mixed-aug-mconf": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_confidence": "learned"}},
     "mixed-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"aug_start": 1000, "aug_buffer": 4096}},
+    # + the light's mean elevation pinned to the camera's height (decompose.light_gauge)
+    "mixed-aug-warm-lgauge": {"data": "mixed", "mutual": True, "yaw_aug": True,
+                              "cfg": {"aug_start": 1000, "aug_buffer": 4096, "light_gauge": 1.0}},
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }
 # ablations of one setting, run on request (not by default)
-VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
+VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lgauge", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
@@ -130,6 +136,8 @@ def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
         c.pop("mutual_confidence", None)
     if c.get("aug_start", 0) == 0:  # arms trained before aug_start existed keep their hash
         c.pop("aug_start", None)
+    if c.get("light_gauge", 0) == 0:  # arms trained before light_gauge existed keep their hash
+        c.pop("light_gauge", None)
     if c.get("surface", "depth") == "depth":
         # the frontal depth map ignores surface_range: arms trained before the head surface existed keep their hash
         c.pop("surface", None)

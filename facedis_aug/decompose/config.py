@@ -216,6 +216,12 @@ class DecomposeConfig(DecomposerConfig):
     # data's mean pitch (ours; measured: with mutual reconstruction the frame drifted to +15 degrees
     # without it). 0 turns it off (unsup3d).
     pitch_gauge: float = 1.0
+    # nothing else fixes the light's elevation either: the flip symmetry pins its horizontal direction, but a
+    # light from below and a depth tilted to match draw the same image. This weight times (batch-mean dy /
+    # 0.1)^2 pins the mean vertical light direction to the camera's height (ours). The tiny recipe's
+    # decomposer without it: mean dy +0.53 (from below) against the world's -0.09, dy uncorrelated with the
+    # world's (0.03) where dx is learned (0.67) (benchmarks/results/yaw_landscape_mixed_warm.md). 0 turns it off.
+    light_gauge: float = 0.0
     perceptual_weight: float = 1.0  # VGG16 relu3_3 perceptual loss weight (unsup3d); 0 turns it off
     vgg_weights: Optional[str] = None  # local VGG16 weights file; absent: perceptual loss skipped (ours)
     mutual: bool = True  # mutual reconstruction on/off (paper Sec. 3.2)
@@ -255,8 +261,8 @@ class DecomposeConfig(DecomposerConfig):
                 0.0 <= self.view_cycle_range[0] <= self.pitch_range and 0.0 <= self.view_cycle_range[1] <= self.rot_range):
             raise ValueError(f"need view_cycle >= 0 and view_cycle_range (pitch, yaw) within (pitch_range, rot_range); "
                              f"got {self.view_cycle}, {self.view_cycle_range}")
-        if self.pitch_gauge < 0:
-            raise ValueError(f"pitch_gauge must be >= 0, got {self.pitch_gauge}")
+        if self.pitch_gauge < 0 or self.light_gauge < 0:
+            raise ValueError(f"pitch_gauge and light_gauge must be >= 0, got {self.pitch_gauge}, {self.light_gauge}")
         for name in ("mutual_eps", "aug_momentum", "aug_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -235,6 +235,10 @@ def decomposition_loss(
         gauge = cfg.pitch_gauge * (d.view[:, 0].mean() / 10.0) ** 2
         terms["pitch_gauge"] = gauge.item()
         total = total + gauge
+    if cfg.light_gauge > 0:
+        gauge = cfg.light_gauge * (d.light[:, 7].mean() / 0.1) ** 2
+        terms["light_gauge"] = gauge.item()
+        total = total + gauge
     if cfg.view_cycle > 0:
         cycle = cfg.view_cycle * view_cycle_loss(cfg, model, renderer, d)
         terms["view_cycle"] = cycle.item()

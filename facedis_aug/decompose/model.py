@@ -347,7 +347,7 @@ def load_decomposer(path: str | os.PathLike, device: str | torch.device = "cpu")
     stored.setdefault("shape_prior", 0.0)  # files from before the shape prior had none
     # files from before the layered model: one mesh, no floors (what they were trained with)
     for key, old in (("layers", False), ("symmetric", False), ("conf_floor", 1e-7), ("light_floor", 0.0),
-                     ("saturated", 1.0), ("light_frame", "canonical")):
+                     ("light_frame", "canonical")):
         stored.setdefault(key, old)
     # files written before the network/training split also carry the stage's training settings
     own = {f.name for f in fields(DecomposerConfig)}

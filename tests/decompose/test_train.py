@@ -151,6 +151,23 @@ def test_pitch_gauge_pins_the_batch_mean_pitch():
             assert "pitch_gauge" not in out.terms and out.terms["total"] == pytest.approx(out.terms["recon"])
 
 
+def test_light_gauge_pins_the_batch_mean_light_elevation():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    for weight in (0.5, 0.0):
+        cfg = _cfg(mutual=False, pitch_gauge=0.0, light_gauge=weight, zero_init_heads=False)
+        torch.manual_seed(3)
+        model = Decomposer(cfg)
+        out = decomposition_loss(cfg, model, Renderer(32), x)
+        mean_dy = float(out.decomposition.light[:, 7].detach().mean())
+        assert abs(mean_dy) > 1e-3  # a random start has a light elevation
+        if weight:
+            assert out.terms["light_gauge"] == pytest.approx(weight * (mean_dy / 0.1) ** 2, rel=1e-5)
+            assert out.terms["total"] == pytest.approx(out.terms["recon"] + out.terms["light_gauge"], rel=1e-5)
+        else:
+            assert "light_gauge" not in out.terms and out.terms["total"] == pytest.approx(out.terms["recon"])
+
+
 @pytest.mark.parametrize("layers", [True, False])
 def test_mutual_branch_renders_the_partners_albedo_and_depth(layers):
     """L~_recon = C~(I, I')^T |I - R(view, light, albedo', depth')|: recomputed here by hand. Layered:
