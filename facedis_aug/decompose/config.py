@@ -220,7 +220,9 @@ class DecomposeConfig(DecomposerConfig):
     # light from below and a depth tilted to match draw the same image. This weight times (batch-mean dy /
     # 0.1)^2 pins the mean vertical light direction to the camera's height (ours). The tiny recipe's
     # decomposer without it: mean dy +0.53 (from below) against the world's -0.09, dy uncorrelated with the
-    # world's (0.03) where dx is learned (0.67) (benchmarks/results/yaw_landscape_mixed_warm.md). 0 turns it off.
+    # world's (0.03) where dx is learned (0.67) (benchmarks/results/yaw_landscape_mixed_warm.md). At 1 (one seed) the
+    # mean went to 0 but per face dy anti-correlated with the world's (-0.27) and the world yaw read r 0.78 vs 0.826,
+    # slope 0.21 vs 0.204 (decompose_gan50_lgauge.md, yaw_landscape_lgauge.md): no gain, so off. 0 turns it off.
     light_gauge: float = 0.0
     perceptual_weight: float = 1.0  # VGG16 relu3_3 perceptual loss weight (unsup3d); 0 turns it off
     vgg_weights: Optional[str] = None  # local VGG16 weights file; absent: perceptual loss skipped (ours)
