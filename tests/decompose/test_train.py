@@ -365,7 +365,7 @@ def test_outputs_snapshot_and_weights(tmp_path):
     gen = ToyGenerator()
     cfg = _cfg(iterations=2, snapshot_every=1, yaw_aug=False)
     path = train_decomposer(cfg, _sampler(gen), tmp_path, seed=0)
-    assert path == tmp_path / "decomposer.safetensors" and load_decomposer(path).cfg == cfg
+    assert path == tmp_path / "decomposer.safetensors" and load_decomposer(path).cfg == cfg.network()
     snaps = sorted((tmp_path / "snapshots").glob("*.png"))
     assert [p.name for p in snaps] == ["decompose_000000.png", "decompose_000001.png"]
     w, h = Image.open(snaps[0]).size
