@@ -109,6 +109,7 @@ def model_preferred_yaw(model: Decomposer, faces: dict[str, torch.Tensor], maps:
     return PHIS[torch.stack(losses, 1).argmin(1)]
 
 
+@torch.no_grad()
 def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[str, Any]], str]:
     """Does a trained decomposer's view head agree with its own maps, and which map holds the yaw back?
     For world faces of known yaw: the view head's yaw, then the preferred yaw (as above) of its own face
@@ -142,8 +143,9 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
              "answer, then the yaw phi (grid step 5 over [-90, 90]; the head's pitch and roll kept) whose render "
              "by the decomposer's own image model has the lowest L1 to the image, with its own face layer and "
              "with the named maps replaced by the world's (albedo, depth in the renderer's units, head opacity, "
-             "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head that matches 'its own maps' is as good as those maps let it be; the rows "
-             "below say which map holds the yaw back. Depth spread (std over these faces, mean over the pixels "
+             "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head "
+             "that matches 'its own maps' is as good as those maps let it be; the rows below say which map "
+             "holds the yaw back. Depth spread (std over these faces, mean over the pixels "
              f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}. Light "
              f"direction (dx, dy; dy > 0 from below) against the world's: correlation {corr[0]:.2f}, {corr[1]:.2f}; "
              f"mean dy learned {float(d.light[:, 7].mean()):+.2f}, world {float(faces['light'][:, 7].mean()):+.2f}.")
