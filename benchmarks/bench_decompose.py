@@ -20,6 +20,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-cycle, -cycle90      world-plain-fixed-sigma with the view cycle (weight 1; yaw in +-60, +-90)
     world-plain-cycle01, -cycle03    the same at weight 0.1, 0.3
     world-plain-grad(-cycle01)       world-plain-fixed-sigma with the image-gradient L1 (weight 1), (and the cycle at 0.1)
+    world-plain-frontal              world-plain trained only on faces within |yaw| < 30 (no profiles)
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
     mixed-aug, mixed-mutual          gan-aug / gan-mutual on world images (even steps) and generator
@@ -83,6 +84,9 @@ ARMS: dict[str, dict[str, Any]] = {
                                  "cfg": {"confidence": "fixed", "gradient_weight": 1.0, "view_cycle": 0.1}},
     "world-plain-cycle90": {"data": "world", "mutual": False, "yaw_aug": False,
                             "cfg": {"confidence": "fixed", "view_cycle": 1.0, "view_cycle_range": (20.0, 90.0)}},
+    # world training images only within |yaw| < 30 (every image from the frontal part of the CASIA-like pose
+    # distribution): do the profiles the frontal depth map cannot draw teach the view head to compress?
+    "world-plain-frontal": {"data": "world", "mutual": False, "yaw_aug": False, "world": {"frontal_share": 1.0}},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -106,7 +110,7 @@ ARMS: dict[str, dict[str, Any]] = {
 # ablations of one setting, run on request (not by default)
 VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lgauge", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
-            "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01"}
+            "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -124,6 +128,16 @@ def arm_config(recipe: Any, arm: str, steps: int) -> Any:
     return dataclasses.replace(base, iterations=steps, mutual=spec["mutual"], yaw_aug=spec["yaw_aug"],
                                snapshot_every=max(steps, 1), checkpoint_every=max(1, min(500, steps)),
                                **spec.get("cfg", {}))
+
+
+def arm_data(recipe: Any, arm: str) -> Any:
+    """The recipe's data section with the arm's synthetic-world overrides (ARMS[arm]['world'], if any)."""
+    import dataclasses
+
+    world = ARMS[arm].get("world")
+    if not world:
+        return recipe.data
+    return dataclasses.replace(recipe.data, synthetic=dataclasses.replace(recipe.data.synthetic, **world))
 
 
 def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
@@ -168,7 +182,7 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
 
         return train_decomposer(cfg, ViewHarness(cfg.image_size, 64, seed=seed).sampler(cfg.batch), run_dir, seed=seed)
     if spec["data"] in ("world", "mixed"):
-        source = make_source(recipe.data, args.data_resolution)
+        source = make_source(arm_data(recipe, arm), args.data_resolution)
         world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
         if spec["data"] == "world":
             return train_decomposer(cfg, world, run_dir, seed=seed)
@@ -182,7 +196,7 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
 def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor], cache: Path, out_dir: Path,
             seed: int) -> dict[str, Any]:
     cfg = arm_config(recipe, arm, args.steps)
-    data = {"data": ARMS[arm]["data"], "world": to_dict(recipe.data.synthetic), "resolution": args.data_resolution,
+    data = {"data": ARMS[arm]["data"], "world": to_dict(arm_data(recipe, arm).synthetic), "resolution": args.data_resolution,
             "gan": load_G(args)[1] if ARMS[arm]["data"] in ("gan", "mixed") else None, "seed": seed}
     run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
     result_path = run_dir / "result.json"

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 from benchmarks.pose_regressor import pearson, predict
 from facedis_aug.augment.engine import to_unit_range
-from facedis_aug.augment.real import pad_square, resize_chw
+from facedis_aug.augment.real import pad_square
+from facedis_aug.ops.resize import resize_bilinear
 from facedis_aug.ops.io import save_image_grid
 from facedis_aug.ops.linear import edit_latent
 
@@ -115,7 +116,7 @@ def load_real_faces(root: Path, R: int = 32, n_att: int = 40) -> dict[str, dict[
         ims = [Image.open(p) for p in paths]
         for im in ims:
             im.load()
-        sq = [resize_chw(pad_square(pil_to_tensor01(to_rgb(im)))[0], (R, R)) for im in ims]
+        sq = [resize_bilinear(pad_square(pil_to_tensor01(to_rgb(im)))[0], (R, R)) for im in ims]
         out[label] = {"images": ims, "square": sq}
     return out
 
@@ -190,7 +191,7 @@ def real_grid(bundle: Any, eng: Any, real: dict[str, Any], oracle: dict[str, Any
     spec = eng.spec
     lo, hi = reach
     mid = float(spec.s_to_yaw(spec.yaw_s_mean))
-    show = lambda img: resize_chw(pad_square(img)[0], (cell, cell))  # noqa: E731
+    show = lambda img: resize_bilinear(pad_square(img)[0], (cell, cell))  # noqa: E731
     turners = [PoseExtrapolate(bundle.path, yaw=(t, t)) for t in (lo, mid, hi)]
     turners.append(PoseExtrapolate(bundle.path, yaw=(hi, hi), blend_background=True))
     cells = []
@@ -198,9 +199,9 @@ def real_grid(bundle: Any, eng: Any, real: dict[str, Any], oracle: dict[str, Any
         for im, x in list(zip(faces["images"], faces["square"]))[:per_set]:
             photo = pad_square(_pil01(im))[0]
             w, _ = eng.encode(x[None] * 2 - 1, steps)
-            row = [show(photo), resize_chw(render01(eng, w)[0], (cell, cell))]
+            row = [show(photo), resize_bilinear(render01(eng, w)[0], (cell, cell))]
             row += [show(_pil01(t(im))) for t in turners]
-            row += [resize_chw(turn(spec, eng, w, t, oracle)[0], (cell, cell)) for t in (-30.0, -15.0, 15.0, 30.0)]
+            row += [resize_bilinear(turn(spec, eng, w, t, oracle)[0], (cell, cell)) for t in (-30.0, -15.0, 15.0, 30.0)]
             cells += row
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image_grid(torch.stack(cells).clamp(0, 1), path, nrow=10, value_range=(0.0, 1.0))

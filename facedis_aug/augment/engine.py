@@ -240,12 +240,13 @@ class Engine:
     @torch.no_grad()
     def view(self, images: Tensor) -> Tensor:
         """images [B, 3, H, W] in [-1, 1] -> [B, 3] (yaw, pitch, roll) degrees, CPU."""
-        from ..export.onnx import ViewHead, resize_to
+        from ..export.onnx import ViewHead
+        from ..ops.resize import resize_square
 
         if self.spec.backend == "onnx":
             return self._get("onnx_view")(images)
         head = ViewHead(self._get("decomposer"))
-        x = resize_to(images.float(), head.image_size).to(self.spec.device)
+        x = resize_square(images.float(), head.image_size).to(self.spec.device)
         return head(x).float().cpu()
 
     def encode(self, images: Tensor, refine_steps: int | None = None) -> tuple[Tensor, Tensor]:

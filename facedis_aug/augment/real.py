@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops.resize import resize_bilinear
 
 MIN_SIDE = 16  # pixels; below this there is no face left to encode
 BLANK_STD = 2e-3  # an image whose pixel std (in [0, 1]) is below this is blank: nothing to encode
@@ -159,8 +158,3 @@ def central_mask(h: int, w: int, radius: float = 0.30, softness: float = 0.15) -
     r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)  # 0.5 = the middle of each edge
     t = ((radius + softness - r) / max(softness, 1e-6)).clamp(0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t))[None]
-
-
-def resize_chw(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """[3, H, W] -> [3, *size] (antialiased bilinear)."""
-    return resize_bilinear(x, size)

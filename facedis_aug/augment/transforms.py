@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..ops.resize import resize_bilinear
 from .engine import Engine, open_bundle, to_unit_range
-from .real import FaceInputError, central_mask, from_rgb_unit, pad_square, resize_chw, to_rgb_unit
+from .real import FaceInputError, central_mask, from_rgb_unit, pad_square, to_rgb_unit
 
 # Largest |s - mean s| (sigma units along v_yaw) a turn may ask for: Sec. 3.4 trains the decomposer on
 # edits with |s| <= 10, so the calibration is unsupported beyond; on the tiny bundle the turned images
@@ -122,7 +122,7 @@ class _YawTurner:
         x01, layout = to_rgb_unit(image)
         sq, (top, left, h, w) = pad_square(x01)
         R = self.spec.resolution
-        model_in = resize_chw(sq, (R, R))[None] * 2.0 - 1.0
+        model_in = resize_bilinear(sq, (R, R))[None] * 2.0 - 1.0
         self.spec.require_encoder()
         lat, l1 = self.engine.encode(model_in, self.refine_steps)
         limit = self.spec.encoder["max_l1"]

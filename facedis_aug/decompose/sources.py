@@ -21,19 +21,13 @@ from ..ops.resize import resize_square
 Sampler = Callable[[int], "tuple[Tensor, Optional[Tensor]]"]
 
 
-def resize_to(images: Tensor, size: int) -> Tensor:
-    """[B, 3, H, W] -> [B, 3, size, size] (paper Sec. 4: generations go to 64 px), with the resize the
-    bundle's view head uses at serve time (`ops.resize_square`)."""
-    return resize_square(images, size)
-
-
 def generator_sampler(G: Any, size: int, batch: int, seed: int, device: Any = "cpu") -> tuple[Sampler, Callable[[Tensor], Tensor]]:
     """(sampler of G's faces with their w, synthesize(w [B, d]) -> faces [B, 3, size, size] in [-1, 1]).
     Faces use G's fixed noise, so a face is a function of its w alone (Eq. 4 edits depend on that)."""
 
     @torch.no_grad()
     def synthesize(w: Tensor) -> Tensor:
-        return resize_to(G.synthesis(w, noise_mode="const"), size).clamp(-1, 1)
+        return resize_square(G.synthesis(w, noise_mode="const"), size).clamp(-1, 1)
 
     @torch.no_grad()
     def sampler(step: int) -> tuple[Tensor, Tensor]:
@@ -53,7 +47,7 @@ def stream_sampler(make_stream: Callable[[int], Iterator[Tensor]], size: int) ->
         if state["next"] != step:
             state["it"], state["next"] = make_stream(step), step
         state["next"] = step + 1
-        return resize_to(next(state["it"]), size), None
+        return resize_square(next(state["it"]), size), None
 
     return sampler
 

@@ -25,11 +25,12 @@ from tqdm import tqdm
 from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
                    training_state_tensors)
 from ..ops.dataconf import to_dict
+from ..ops.resize import resize_square
 from .config import DecomposeConfig
 from .losses import PerceptualLoss, StepOutput, decomposition_loss
 from .model import Decomposer, renderer_for, save_decomposer
 from .renderer import Renderer
-from .sources import Sampler, resize_to
+from .sources import Sampler
 
 Generator = Callable[[Tensor], Tensor]
 
@@ -108,7 +109,7 @@ class YawAugmentation:
 def _fit_size(images: Tensor, size: int, what: str) -> Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"{what} must return images [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
-    return resize_to(images, size)
+    return resize_square(images, size)  # the resize the bundle's view head uses at serve time
 
 
 def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,

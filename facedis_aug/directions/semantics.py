@@ -67,17 +67,12 @@ def decomposer_input_size(decomposer: nn.Module) -> int:
     return int(size or DECOMPOSER_SIZE)
 
 
-def resize_for_decomposer(images: Tensor, size: int = DECOMPOSER_SIZE) -> Tensor:
-    """images [B, 3, R, R] in [-1, 1] -> [B, 3, size, size]; area-averaging when shrinking."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-    return resize_square(images, size)
-
-
 @torch.no_grad()
 def decompose(decomposer: nn.Module, images: Tensor) -> SemanticMaps:
     """Run the decomposer on images [B, 3, R, R] in [-1, 1] (resized to its input size)."""
-    out = decomposer(resize_for_decomposer(images, decomposer_input_size(decomposer)))
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
+    out = decomposer(resize_square(images, decomposer_input_size(decomposer)))
     view, light = _field(out, "view"), _field(out, "light")
     albedo, depth = _field(out, "albedo"), _field(out, "depth")
     b = images.shape[0]

@@ -118,13 +118,6 @@ class ViewHead(nn.Module):
         return torch.stack([v["yaw"], v["pitch"], v["roll"]], dim=1)
 
 
-def resize_to(images: Tensor, size: int) -> Tensor:
-    """[B, 3, H, W] -> [B, 3, size, size]: area-averaging when shrinking, bilinear when growing."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-    return resize_square(images, size)
-
-
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +206,7 @@ def export_generator(
 
 def export_view_head(decomposer: nn.Module, path: str | os.PathLike, *, exporter: Exporter = "dynamo", opset: int = 18) -> Path:
     """Write the view head as ONNX: input `image` [B, 3, S, S] in [-1, 1], output `yaw_pitch_roll` [B, 3]
-    = (yaw, pitch, roll) degrees. Resizing to S happens outside (`resize_to`), in both backends."""
+    = (yaw, pitch, roll) degrees. Resizing to S happens outside (`ops.resize_square`), in both backends."""
     head = ViewHead(decomposer)
     x = torch.rand(_EXAMPLE_BATCH, 3, head.image_size, head.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     x = x.to(next(decomposer.parameters()).device)
@@ -342,7 +335,7 @@ class OnnxViewHead(OnnxImageModel):
     (yaw, pitch, roll degrees); images are resized to the head's input size first."""
 
     def __call__(self, images: Tensor) -> Tensor:
-        x = resize_to(images.detach().float().cpu(), self.image_size)
+        x = resize_square(images.detach().float().cpu(), self.image_size)
         return torch.from_numpy(self.session.run(["yaw_pitch_roll"], {"image": x.numpy()})[0])
 
 

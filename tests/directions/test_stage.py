@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from facedis_aug.directions.config import DirectionsConfig
 from facedis_aug.directions.jacobian import canonical_scales, canonical_stack, jacobian_from_samples
-from facedis_aug.directions.semantics import (SEMANTICS, decompose_latents, measure_semantics, resize_for_decomposer,
+from facedis_aug.directions.semantics import (SEMANTICS, decompose_latents, measure_semantics,
                                               sample_w, univariate_from_samples)
 from facedis_aug.directions.stage import compute_directions, region_masks
 from facedis_aug.ops.io import load_safetensors, read_json
@@ -256,16 +256,12 @@ def test_univariate_needs_more_pairs_than_dims():
                            say=lambda s: None)  # fmt: skip
 
 
-def test_univariate_from_sampled_latents_and_resize():
+def test_univariate_from_sampled_latents():
     G, Dec = StandInG(), StandInDecomposer()
     w = sample_w(G, 80, 5, "cpu")
     sem = decompose_latents(G, Dec, w, 16, keep_maps=False).semantics
     res = univariate_from_samples(w, sem, sample_w(G, 200, 6, "cpu"))
     assert set(res["directions"]) == set(SEMANTICS) - {"tz"}
-    # resize: a 32 px image becomes 64 px, a 128 px one is area-averaged (constant stays constant)
-    x = torch.full((2, 3, 128, 128), 0.25)
-    assert resize_for_decomposer(x).shape == (2, 3, 64, 64) and torch.allclose(resize_for_decomposer(x), torch.tensor(0.25))
-    assert resize_for_decomposer(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 64, 64)
 
 
 def test_region_masks_are_nested_ellipses():
