@@ -21,6 +21,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-cycle01, -cycle03    the same at weight 0.1, 0.3
     world-plain-grad(-cycle01)       world-plain-fixed-sigma with the image-gradient L1 (weight 1), (and the cycle at 0.1)
     world-plain-frontal              world-plain trained only on faces within |yaw| < 30 (no profiles)
+    world-plain-from-harness         world-plain starting from the harness arm's weights after 800 steps
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
     mixed-aug, mixed-mutual          gan-aug / gan-mutual on world images (even steps) and generator
@@ -87,6 +88,9 @@ ARMS: dict[str, dict[str, Any]] = {
     # world training images only within |yaw| < 30 (every image from the frontal part of the CASIA-like pose
     # distribution): do the profiles the frontal depth map cannot draw teach the view head to compress?
     "world-plain-frontal": {"data": "world", "mutual": False, "yaw_aug": False, "world": {"frontal_share": 1.0}},
+    # world-plain starting from the weights of a decomposer trained on the harness (renderer-made faces: no labels,
+    # no photos) for init_steps: is the right yaw scale, once there, kept by the world's photometric loss?
+    "world-plain-from-harness": {"data": "world", "mutual": False, "yaw_aug": False, "init": "harness", "init_steps": 800},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -110,7 +114,8 @@ ARMS: dict[str, dict[str, Any]] = {
 # ablations of one setting, run on request (not by default)
 VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lgauge", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
-            "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal"}
+            "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal",
+            "world-plain-from-harness"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -175,8 +180,23 @@ def load_G(args: argparse.Namespace) -> tuple[Any, str]:
     return load_generator(path), str(path)
 
 
+def init_run(recipe: Any, arm: str, args: argparse.Namespace, cache: Path, seed: int) -> tuple[Any, Path]:
+    """(config, run folder) of the arm whose weights `arm` starts from (ARMS[arm]['init'], 'init_steps' steps)."""
+    first = ARMS[arm]["init"]
+    cfg0 = arm_config(recipe, first, ARMS[arm]["init_steps"])
+    if ARMS[first]["data"] not in ("harness", "world"):
+        raise ValueError(f"{arm}: an init arm must train on the harness or the world, not {ARMS[first]['data']}")
+    data0 = {"data": ARMS[first]["data"], "world": to_dict(arm_data(recipe, first).synthetic),
+             "resolution": args.data_resolution, "gan": None, "seed": seed}
+    return cfg0, cache / f"{first}-{settings_hash(cfg0, data0)}"
+
+
 def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir: Path, seed: int) -> Path:
     spec = ARMS[arm]
+    init = None
+    if "init" in spec:  # the arm starts from another arm's weights, trained (and cached) first
+        cfg0, dir0 = init_run(recipe, arm, args, run_dir.parent, seed)
+        init = train_arm(spec["init"], cfg0, recipe, args, dir0, seed)
     if spec["data"] == "harness":
         from facedis_aug.decompose.harness import ViewHarness
 
@@ -185,7 +205,7 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
         source = make_source(arm_data(recipe, arm), args.data_resolution)
         world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
         if spec["data"] == "world":
-            return train_decomposer(cfg, world, run_dir, seed=seed)
+            return train_decomposer(cfg, world, run_dir, seed=seed, init=init)
     G, _ = load_G(args)
     sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, seed)
     if spec["data"] == "mixed":
@@ -198,6 +218,8 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
     cfg = arm_config(recipe, arm, args.steps)
     data = {"data": ARMS[arm]["data"], "world": to_dict(arm_data(recipe, arm).synthetic), "resolution": args.data_resolution,
             "gan": load_G(args)[1] if ARMS[arm]["data"] in ("gan", "mixed") else None, "seed": seed}
+    if "init" in ARMS[arm]:
+        data.update(init=ARMS[arm]["init"], init_steps=ARMS[arm]["init_steps"])
     run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -219,6 +241,10 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
                   "config": to_dict(cfg), "data": data}
         if ARMS[arm]["data"] == "harness":
             result["harness"] = evaluate_harness(model, seed)
+        if "init" in ARMS[arm]:  # where the arm started: its init weights on the same faces
+            start = load_decomposer(init_run(recipe, arm, args, cache, seed)[1] / "decomposer.safetensors")
+            result["init"] = {"arm": ARMS[arm]["init"], "steps": ARMS[arm]["init_steps"], "metrics": evaluate(start, ev),
+                              "harness": evaluate_harness(start, seed)}
         write_json(result_path, result)
     if seed == args.seeds[0]:
         decomposition_picture(load_decomposer(run_dir / "decomposer.safetensors"), ev, out_dir / f"{args.name}_{arm}.png")
@@ -285,6 +311,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
     harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
                     for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
+    init_notes = "".join(
+        f" {arm} started from the {rs[0]['init']['arm']} arm's weights after {rs[0]['init']['steps']} steps, which scored "
+        f"world yaw slope {_fmt([r['init']['metrics']['yaw_slope'] for r in rs])}, r {_fmt([r['init']['metrics']['yaw_r'] for r in rs])}, "
+        f"slope |yaw|<=15 {_fmt([r['init']['metrics']['yaw_slope_15'] for r in rs])}; on its harness slope "
+        f"{_fmt([r['init']['harness']['slope'] for r in rs])}, r {_fmt([r['init']['harness']['r'] for r in rs])}."
+        for arm, rs in results.items() if rs and "init" in rs[0])
     image_spread = float(ev["x"].std(0).mean(0)[ev["face"].float().mean(0) > 0.5].mean())
     gan_arms = [a for a in args.arms if ARMS[a]["data"] in ("gan", "mixed")]
     gan_note = results[gan_arms[0]][0]["data"]["gan"] if gan_arms else "none"
@@ -301,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "face pixels, pose and light included). Rows with several seeds give mean +- std over seeds. "
              "The 'harness' arm trains on renderer-made faces (decompose/harness.py); its world numbers say how it "
              "transfers, its own held-out harness scores are: "
-             + ("; ".join(f"{h['arm']}: slope {h['slope']}, r {h['r']}, MAE {h['mae']}" for h in harness_rows) or "not run"))
+             + ("; ".join(f"{h['arm']}: slope {h['slope']}, r {h['r']}, MAE {h['mae']}" for h in harness_rows) or "not run") + "." + init_notes)
     write_results(args.name, rows, "Stage 2 decomposition vs the synthetic world's truth", notes=notes,
                   extra={"results": results}, columns=COLUMNS, out_dir=out_dir)
     return {"rows": rows, "results": results, "eval": ev, "harness": harness_rows}

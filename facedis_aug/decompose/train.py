@@ -28,7 +28,7 @@ from ..ops.dataconf import to_dict
 from ..ops.resize import resize_square
 from .config import DecomposeConfig
 from .losses import PerceptualLoss, StepOutput, decomposition_loss
-from .model import Decomposer, renderer_for, save_decomposer
+from .model import Decomposer, load_decomposer, renderer_for, save_decomposer
 from .renderer import Renderer
 from .sources import Sampler
 
@@ -169,9 +169,11 @@ def train_decomposer(
     seed: int,
     device: str | torch.device = "cpu",
     generator: Optional[Generator] = None,
+    init: Optional[str | os.PathLike] = None,
 ) -> Path:
     """Train the decomposer for cfg.iterations steps (resuming run_dir's checkpoint if there is one);
-    returns the path of decomposer.safetensors."""
+    returns the path of decomposer.safetensors. `init`: a decomposer file whose weights a fresh run
+    starts from (its networks must have cfg's widths and size; the image model is cfg's own)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     final, ckpt = run_dir / "decomposer.safetensors", run_dir / "checkpoint.safetensors"
@@ -185,6 +187,14 @@ def train_decomposer(
     if ckpt.is_file():
         start, aug = _load_checkpoint(ckpt, cfg, model, opt, device)
         print(f"decompose: resuming from step {start} ({ckpt})")
+    elif init is not None:
+        src = load_decomposer(init)
+        try:
+            model.load_state_dict(src.state_dict(), strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"decompose: {init} does not fit decompose's network settings (widths, image_size): "
+                             f"{str(e).splitlines()[0]}") from None
+        print(f"decompose: starting from the weights of {init}")
     if start >= cfg.iterations and final.is_file():
         return final
     if cfg.yaw_aug and generator is None:

@@ -376,6 +376,22 @@ def test_outputs_snapshot_and_weights(tmp_path):
         train_decomposer(_cfg(iterations=3, batch=8), _sampler(gen), tmp_path / "c", seed=0)
 
 
+def test_init_starts_a_fresh_run_from_another_decomposer(tmp_path):
+    gen = ToyGenerator()
+    first = train_decomposer(_cfg(iterations=2, yaw_aug=False), _sampler(gen), tmp_path / "a", seed=0)
+    # another image model (the harness's geometry), same networks: a 0-step run keeps the weights as they are
+    again = train_decomposer(_cfg(iterations=0, yaw_aug=False, face_depth=0.97, shape_prior=0.05), _sampler(gen),
+                             tmp_path / "b", seed=1, init=first)
+    a, b = load_decomposer(first), load_decomposer(again)
+    assert b.cfg.face_depth == 0.97
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[k], v, rtol=0, atol=0)
+    fresh = train_decomposer(_cfg(iterations=0, yaw_aug=False), _sampler(gen), tmp_path / "c", seed=1)
+    assert not torch.equal(load_decomposer(fresh).state_dict()["net_albedo.net.0.weight"], a.state_dict()["net_albedo.net.0.weight"])
+    with pytest.raises(ValueError, match="does not fit"):
+        train_decomposer(_cfg(iterations=1, yaw_aug=False, channels=16), _sampler(gen), tmp_path / "d", seed=0, init=first)
+
+
 def test_stream_sampler_is_a_function_of_the_step():
     from facedis_aug.decompose.sources import stream_sampler
 
