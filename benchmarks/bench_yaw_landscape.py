@@ -135,6 +135,16 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
 
     head = faces["alpha"] > 0.5
     spread = {k: float(v.std(0)[head.all(0)].mean()) for k, v in (("learned", d.depth), ("world", faces["depth"]))}
+    def relief(depth: torch.Tensor) -> tuple[float, float, float]:
+        """(mean |horizontal depth step| on the head, mean height in front of the pivot on the head, the
+        same face-by-face deviation from the faces' mean depth): the shape's scale, then its per-face detail."""
+        both = head[:, :, 1:] & head[:, :, :-1]
+        step = float(((depth[:, :, 1:] - depth[:, :, :-1]).abs() * both).sum() / both.sum())
+        front = float(((1 - depth) * head).sum() / head.sum())
+        dev = float(((depth - depth.mean(0, keepdim=True)).abs() * head).sum() / head.sum())
+        return step, front, dev
+
+    shape = {k: relief(v) for k, v in (("learned", d.depth), ("world", faces["depth"]))}
     corr = [float(torch.corrcoef(torch.stack([d.light[:, i], faces["light"][:, i]]))[0, 1]) for i in (6, 7)]
     rows = [row("its view head", d.view[:, 1])]
     rows += [row(f"preferred, {k}", model_preferred_yaw(model, faces, v)) for k, v in variants.items()]
@@ -146,7 +156,11 @@ def decomposer_rows(path: str, identities: int, seed: int) -> tuple[list[dict[st
              "light; 'view': the true pitch, roll and translation, all zero, instead of the head's). A view head "
              "that matches 'its own maps' is as good as those maps let it be; the rows below say which map "
              "holds the yaw back. Depth spread (std over these faces, mean over the pixels "
-             f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}. Light "
+             f"that are head in every face): learned {spread['learned']:.4f}, world {spread['world']:.4f}. Depth scale and "
+             "detail on the head (opacity > 0.5): mean |horizontal depth step| learned "
+             f"{shape['learned'][0]:.5f}, world {shape['world'][0]:.5f}; mean height in front of the pivot learned "
+             f"{shape['learned'][1]:.4f}, world {shape['world'][1]:.4f}; mean |depth - the faces' mean depth| learned "
+             f"{shape['learned'][2]:.4f}, world {shape['world'][2]:.4f}. Light "
              f"direction (dx, dy; dy > 0 from below) against the world's: correlation {corr[0]:.2f}, {corr[1]:.2f}; "
              f"mean dy learned {float(d.light[:, 7].mean()):+.2f}, world {float(faces['light'][:, 7].mean()):+.2f}.")
     return rows, notes
