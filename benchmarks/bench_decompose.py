@@ -311,11 +311,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
     harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
                     for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
+    def _g(values: list[float]) -> str:
+        return str(_fmt(values)) if len(values) > 1 else f"{values[0]:.3g}"
+
     init_notes = "".join(
         f" {arm} started from the {rs[0]['init']['arm']} arm's weights after {rs[0]['init']['steps']} steps, which scored "
-        f"world yaw slope {_fmt([r['init']['metrics']['yaw_slope'] for r in rs])}, r {_fmt([r['init']['metrics']['yaw_r'] for r in rs])}, "
-        f"slope |yaw|<=15 {_fmt([r['init']['metrics']['yaw_slope_15'] for r in rs])}; on its harness slope "
-        f"{_fmt([r['init']['harness']['slope'] for r in rs])}, r {_fmt([r['init']['harness']['r'] for r in rs])}."
+        f"world yaw slope {_g([r['init']['metrics']['yaw_slope'] for r in rs])}, r {_g([r['init']['metrics']['yaw_r'] for r in rs])}, "
+        f"slope |yaw|<=15 {_g([r['init']['metrics']['yaw_slope_15'] for r in rs])}; on its harness slope "
+        f"{_g([r['init']['harness']['slope'] for r in rs])}, r {_g([r['init']['harness']['r'] for r in rs])}."
         for arm, rs in results.items() if rs and "init" in rs[0])
     image_spread = float(ev["x"].std(0).mean(0)[ev["face"].float().mean(0) > 0.5].mean())
     gan_arms = [a for a in args.arms if ARMS[a]["data"] in ("gan", "mixed")]
