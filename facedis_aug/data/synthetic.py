@@ -33,28 +33,16 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from ..ops.seeds import counter_seed
 from . import world_geometry as geom
 from . import world_shading as shading
 from .config import SyntheticConfig
 
 POSES = ("uniform", "casia", "fixed")
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _seed_for(seed: int, stream: int, index: int) -> int:
-    """Counter-based seed: a hash of (seed, stream, index), so no draw depends on another's order."""
-    return _splitmix(_splitmix(_splitmix(seed & _MASK64) ^ stream) ^ (index & _MASK64)) >> 1
 
 
 def _uniforms(seed: int, stream: int, index: int, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(_seed_for(seed, stream, index))
+    g = torch.Generator().manual_seed(counter_seed(seed, stream, index))
     return torch.rand(n, generator=g, dtype=torch.float64)
 
 
@@ -197,14 +185,14 @@ class SyntheticWorld:
             index=idx, identity=ident, yaw=f32(yaw), pitch=f32((7 * nd(img.pitch)).clamp(-20, 20)),
             roll=f32((3 * nd(img.roll)).clamp(-8, 8)), tx=f32(img.tx), ty=f32(img.ty), tz=f32(img.tz),
             ambient=f32(amb), diffuse=f32(dif), light_dir=f32(light), id_code=self.identity_code(ident),
-            img_code=code, noise_seed=torch.tensor([_seed_for(self.seed, _STREAM_NOISE, i) for i in idx.tolist()], dtype=torch.long),
+            img_code=code, noise_seed=torch.tensor([counter_seed(self.seed, _STREAM_NOISE, i) for i in idx.tolist()], dtype=torch.long),
         )
 
     def identity_params(self, identity: int, yaws: Sequence[float], index: int = 0) -> FaceParams:
         """One identity at the given yaws, everything else as image `index` (for recognition tests)."""
         p = self.sample_params(torch.full((len(yaws),), index), pose="fixed", fixed_yaws=[0.0], identities=torch.full((len(yaws),), identity))
         # own sensor noise per view (the rest of the image code is shared)
-        noise = torch.tensor([_seed_for(self.seed, _STREAM_NOISE + 16 + j, index) for j in range(len(yaws))], dtype=torch.long)
+        noise = torch.tensor([counter_seed(self.seed, _STREAM_NOISE + 16 + j, index) for j in range(len(yaws))], dtype=torch.long)
         return dataclasses.replace(p, yaw=torch.tensor(list(yaws), dtype=torch.float32), noise_seed=noise)
 
     def landmarks(self, params: FaceParams) -> dict[str, torch.Tensor]:
