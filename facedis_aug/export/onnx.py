@@ -335,6 +335,8 @@ class OnnxViewHead(OnnxImageModel):
     (yaw, pitch, roll degrees); images are resized to the head's input size first."""
 
     def __call__(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
         x = resize_square(images.detach().float().cpu(), self.image_size)
         return torch.from_numpy(self.session.run(["yaw_pitch_roll"], {"image": x.numpy()})[0])
 
