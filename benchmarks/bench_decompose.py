@@ -180,15 +180,23 @@ def load_G(args: argparse.Namespace) -> tuple[Any, str]:
     return load_generator(path), str(path)
 
 
+def data_spec(recipe: Any, arm: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """What an arm trains on (part of its cache key): data kind, world settings, resolution, generator, seed, start."""
+    spec = ARMS[arm]
+    data = {"data": spec["data"], "world": to_dict(arm_data(recipe, arm).synthetic), "resolution": args.data_resolution,
+            "gan": load_G(args)[1] if spec["data"] in ("gan", "mixed") else None, "seed": seed}
+    if "init" in spec:
+        data.update(init=spec["init"], init_steps=spec["init_steps"])
+    return data
+
+
 def init_run(recipe: Any, arm: str, args: argparse.Namespace, cache: Path, seed: int) -> tuple[Any, Path]:
     """(config, run folder) of the arm whose weights `arm` starts from (ARMS[arm]['init'], 'init_steps' steps)."""
     first = ARMS[arm]["init"]
-    cfg0 = arm_config(recipe, first, ARMS[arm]["init_steps"])
     if ARMS[first]["data"] not in ("harness", "world"):
         raise ValueError(f"{arm}: an init arm must train on the harness or the world, not {ARMS[first]['data']}")
-    data0 = {"data": ARMS[first]["data"], "world": to_dict(arm_data(recipe, first).synthetic),
-             "resolution": args.data_resolution, "gan": None, "seed": seed}
-    return cfg0, cache / f"{first}-{settings_hash(cfg0, data0)}"
+    cfg0 = arm_config(recipe, first, ARMS[arm]["init_steps"])
+    return cfg0, cache / f"{first}-{settings_hash(cfg0, data_spec(recipe, first, args, seed))}"
 
 
 def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir: Path, seed: int) -> Path:
@@ -216,10 +224,7 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
 def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor], cache: Path, out_dir: Path,
             seed: int) -> dict[str, Any]:
     cfg = arm_config(recipe, arm, args.steps)
-    data = {"data": ARMS[arm]["data"], "world": to_dict(arm_data(recipe, arm).synthetic), "resolution": args.data_resolution,
-            "gan": load_G(args)[1] if ARMS[arm]["data"] in ("gan", "mixed") else None, "seed": seed}
-    if "init" in ARMS[arm]:
-        data.update(init=ARMS[arm]["init"], init_steps=ARMS[arm]["init_steps"])
+    data = data_spec(recipe, arm, args, seed)
     run_dir = cache / f"{arm}-{settings_hash(cfg, data)}"
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -268,6 +273,11 @@ def _fmt(values: list[float]) -> Any:
     return f"{float(t.mean()):.3g} +- {float(t.std(unbiased=False)):.2g}"
 
 
+def _g(values: list[float]) -> str:
+    """`_fmt` as text, one seed to 3 significant digits."""
+    return str(_fmt(values)) if len(values) > 1 else f"{values[0]:.3g}"
+
+
 def row(arm: str, results: list[dict[str, Any]], steps: int) -> dict[str, Any]:
     spec = ARMS.get(arm, {})
     out = {"arm": arm, "seeds": len(results),
@@ -311,9 +321,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows += [row(arm, results[arm], args.steps) for arm in args.arms]
     harness_rows = [{"arm": arm, "seeds": len(rs), **{k: _fmt([r["harness"][k] for r in rs]) for k in ("slope", "r", "mae")}}
                     for arm, rs in results.items() if ARMS[arm]["data"] == "harness"]
-    def _g(values: list[float]) -> str:
-        return str(_fmt(values)) if len(values) > 1 else f"{values[0]:.3g}"
-
     init_notes = "".join(
         f" {arm} started from the {rs[0]['init']['arm']} arm's weights after {rs[0]['init']['steps']} steps, which scored "
         f"world yaw slope {_g([r['init']['metrics']['yaw_slope'] for r in rs])}, r {_g([r['init']['metrics']['yaw_r'] for r in rs])}, "

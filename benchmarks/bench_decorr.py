@@ -44,11 +44,11 @@ from facedis_aug.ops.io import read_json, write_json
 from facedis_aug.recipe import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
-# None: the recipe's decorr_weight (the paper's 1). Eq. 1 sums d(d-1) = 16256 terms at d = 128 (about 3650 at the
-# start): at weights 0.1, 1 and 10 its gradient dominates F's and Adam's normalised step makes the three runs the
-# same to 3 digits (table1_k50_weights.md), so the study goes down to 1e-3
+# None: the recipe's decorr_weight (the paper's 1). Eq. 1 sums d (d - 1) = 16256 terms at w_dim 128 (about 3650 at the
+# start, by the runs' stats.jsonl), so its weight is a real choice: the "w" arms study it. Weights 0.1, 1 and 10 train
+# the same run to 3 digits (table1_k50_weights.md; our reading: Eq. 1 dominates F's gradient and Adam's normalised
+# step removes its scale), so the study goes down to 1e-3
 ARMS = {"off": 0.0, "on": None, "w0.001": 0.001, "w0.1": 0.1, "w10": 10.0}
-# Eq. 1 sums d (d - 1) squared correlations (16256 at w_dim 128), so its weight is a real choice: the "w" arms study it
 STAT_KEYS = ("rho_mean", "rho_max", "var_cv")
 METRIC_KEYS = ("fid", "kid", "ppl")
 POSE_KEYS = ("yaw_tv", "share_gt45_generated")  # issue 14's pose coverage (benchmarks/bench_gan_pose.py)

@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 from benchmarks.pose_regressor import pearson, predict
 from facedis_aug.augment.engine import to_unit_range
 from facedis_aug.augment.real import pad_square
-from facedis_aug.ops.resize import resize_bilinear
 from facedis_aug.ops.io import save_image_grid
 from facedis_aug.ops.linear import edit_latent
+from facedis_aug.ops.resize import resize_bilinear
 
 DATA = REPO.parent / "shared" / "data"
 TARGETS = (-60.0, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 60.0)
