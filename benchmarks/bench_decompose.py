@@ -22,6 +22,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-grad(-cycle01)       world-plain-fixed-sigma with the image-gradient L1 (weight 1), (and the cycle at 0.1)
     world-plain-frontal              world-plain trained only on faces within |yaw| < 30 (no profiles)
     world-plain-from-harness         world-plain starting from the harness arm's weights after 800 steps
+    world-plain-ring11, -face-ring11 world-plain with background_ring 1.1 (and the prior ellipse (0.6, 0.8))
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
     mixed-aug, mixed-mutual          gan-aug / gan-mutual on world images (even steps) and generator
@@ -91,6 +92,12 @@ ARMS: dict[str, dict[str, Any]] = {
     # world-plain starting from the weights of a decomposer trained on the harness (renderer-made faces: no labels,
     # no photos) for init_steps: is the right yaw scale, once there, kept by the world's photometric loss?
     "world-plain-from-harness": {"data": "world", "mutual": False, "yaw_aug": False, "init": "harness", "init_steps": 800},
+    # world-plain with the background layer reaching closer to the face (ring 1.1 of the prior ellipse, not 1.3), with
+    # the face-sized prior ellipse (0.6, 0.8) or the recipe's head-sized one: hair and neck, which a frontal depth map
+    # cannot turn (the 32 px landscape: they are drawn worse at the true yaw than frontal), left to the still layer
+    "world-plain-ring11": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"background_ring": 1.1}},
+    "world-plain-face-ring11": {"data": "world", "mutual": False, "yaw_aug": False,
+                                "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -115,7 +122,7 @@ ARMS: dict[str, dict[str, Any]] = {
 VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lgauge", "mixed-aug-warm-grad", "mixed-aug-mconf", "mixed-mutual", "mixed-plain-aug", "mixed-aug-grey", "mixed-aug-eps01", "world-plain-head", "world-plain-wide", "world-plain-relief003", "world-plain-prior008",
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal",
-            "world-plain-from-harness"}
+            "world-plain-from-harness", "world-plain-ring11", "world-plain-face-ring11"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # start, by the runs' stats.jsonl), so its weight is a real choice: the "w" arms study it. Weights 0.1, 1 and 10 train
 # the same run to 3 digits (table1_k50_weights.md; our reading: Eq. 1 dominates F's gradient and Adam's normalised
 # step removes its scale), so the study goes down to 1e-3
-ARMS = {"off": 0.0, "on": None, "w0.001": 0.001, "w0.1": 0.1, "w10": 10.0}
+ARMS = {"off": 0.0, "on": None, "w0.0001": 0.0001, "w0.001": 0.001, "w0.01": 0.01, "w0.1": 0.1, "w10": 10.0}
 STAT_KEYS = ("rho_mean", "rho_max", "var_cv")
 METRIC_KEYS = ("fid", "kid", "ppl")
 POSE_KEYS = ("yaw_tv", "share_gt45_generated")  # issue 14's pose coverage (benchmarks/bench_gan_pose.py)
@@ -319,7 +319,7 @@ def plot(path: Path, grids: dict[str, torch.Tensor], curves: dict, args: argpars
               (ax[1, 0], "rho_mean", "mean |rho_ij| of w over training"),
               (ax[1, 1], "rho_max", "max |rho_ij| of w over training"),
               (ax[1, 2], "var_cv", "CV of Var[w_i] over training")]  # fmt: skip
-    colors = {"off": "tab:red", "on": "tab:blue", "w0.001": "tab:purple", "w0.1": "tab:orange", "w10": "tab:green"}
+    colors = {"off": "tab:red", "on": "tab:blue", "w0.0001": "tab:pink", "w0.001": "tab:purple", "w0.01": "tab:brown", "w0.1": "tab:orange", "w10": "tab:green"}
     for a, key, title in panels:
         for (arm, seed), recs in sorted(curves.items()):
             pts = [(r["kimg"], r[key]) for r in recs if key in r]
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--kimg", type=float, default=2.0, help="training length per arm, thousands of images")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["off", "on"],
-                   help="arms: off (weight 0), on (the recipe's weight, the paper's 1), w0.001 / w0.1 / w10 (weight study)")
+                   help="arms: off (weight 0), on (the recipe's weight, the paper's 1), w0.0001 / w0.001 / w0.01 / w0.1 / w10 (weight study)")
     p.add_argument("--arm", choices=sorted(ARMS), default=None, help="train only this arm (one process per arm)")
     p.add_argument("--stage", choices=["train", "eval", "all"], default="all")
     p.add_argument("--work", type=Path, default=RESULTS / "cache" / "table1")

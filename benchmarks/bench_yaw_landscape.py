@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape [--identities 12] [--name yaw_landscape]
     OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape --decomposer RUN/decompose/decomposer.safetensors --name N
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_yaw_landscape --layers --name yaw_landscape_layers
 
 No training: for world faces of known yaw (pitch, roll and translation zeroed), the layered image model
 (`Renderer.reconstruct_layered`, the background layer made from the image as the decomposer makes it)
@@ -32,18 +33,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-
 from benchmarks.common import write_results
 from facedis_aug.data import world_geometry as geom
 from facedis_aug.data.synthetic import SyntheticWorld
 from facedis_aug.decompose.config import DecomposeConfig
 from facedis_aug.decompose.model import Decomposer, load_decomposer, renderer_for
-from facedis_aug.decompose.renderer import Renderer
+from facedis_aug.decompose.renderer import ALPHA_DRAWN, Renderer
 from facedis_aug.ops.resize import resize_square
 
 YAWS = [0, 10, 20, 30, 45, 60, 75, 90]
 PHIS = torch.arange(-90.0, 90.1, 5.0)
 BACKGROUND_DEPTH = 12.9  # world canonical depth beyond this is background (the head sits at 9-10)
+BODY_PARTS = (geom.NECK, geom.TORSO)
+HAIR_PARTS = (geom.HAIR, geom.LONG_HAIR, geom.BACK_HAIR)
+EAR_PARTS = (geom.EAR_L, geom.EAR_R)
+# a canonical point counts as seen by a view when it lies at most this far (renderer units) behind the view's
+# z-buffer at its projection: two 32 px pixel widths at depth 1 (the bilinear z lookup at a steep silhouette)
+SEEN_TOLERANCE = 0.01
 
 
 def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, torch.Tensor]:
@@ -56,7 +62,9 @@ def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, 
     if flat:
         p.ambient.fill_(1.0)
         p.diffuse.fill_(0.0)
-    out = world.render(p, with_maps=True)
+    out = world.render(p, with_maps=True, with_view_maps=True)
+    front = replace(p, yaw=torch.zeros_like(p.yaw))  # pitch, roll, translation already zero: the canonical frame
+    canon_part = world.render(front, with_view_maps=True)["view_part"]
     head = (out["depth"] < BACKGROUND_DEPTH).float()[:, None]
     # depth 1 = the pivot (camera distance CAM_DIST); lateral units at depth 1 are tan(fov/2) per half
     # image in the renderer and HALF_VIEW / CAM_DIST in the world, so the relief scales by their ratio
@@ -66,9 +74,15 @@ def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, 
     light[:, :3], light[:, 3:6] = p.ambient, p.diffuse
     # world light (lx, -ly, -1) in camera coordinates (y down): the renderer's (dx, dy) = (lx, -ly)
     light[:, 6], light[:, 7] = p.light_dir[:, 0], -p.light_dir[:, 1]
+    # canonical opacities without the parts a frontal depth map turns worst (the neck and torso turn only
+    # BODY_YAW_SHARE of the head's yaw; the hair shell's sides and back have no map pixels)
+    body = resize_square(sum(canon_part == k for k in BODY_PARTS).float()[:, None], size)[:, 0]
+    hair = resize_square(sum(canon_part == k for k in HAIR_PARTS).float()[:, None], size)[:, 0]
+    alpha = resize_square(head, size)[:, 0]
     return {"image": out["image"] * 2 - 1, "albedo": resize_square(out["albedo"] * 2 - 1, size),
-            "depth": resize_square(depth, size)[:, 0], "alpha": resize_square(head, size)[:, 0],
-            "light": light, "yaw": p.yaw}
+            "depth": resize_square(depth, size)[:, 0], "alpha": alpha, "body": body, "hair": hair,
+            "alpha_no_body": (alpha - body).clamp(min=0), "alpha_face": (alpha - body - hair).clamp(min=0),
+            "view_part": out["view_part"], "light": light, "yaw": p.yaw}
 
 
 def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -92,6 +106,103 @@ def preferred_yaw(faces: dict[str, torch.Tensor], depth: torch.Tensor, albedo: t
         r = renderer.reconstruct_layered(albedo, depth, faces["alpha"], faces["light"], view, background, camera_light=True)
         losses.append((r.image - faces["image"]).abs().mean(dim=(1, 2, 3)))
     return PHIS[torch.stack(losses, 1).argmin(1)]
+
+
+def mirror_albedo(image: torch.Tensor, depth: torch.Tensor, alpha: torch.Tensor, light: torch.Tensor,
+                  view: torch.Tensor, renderer: Renderer) -> torch.Tensor:
+    """The sharpest symmetric face layer there is: the input itself. Each canonical point (depth [B, S, S]
+    rotated by view [B, 6], projected) takes the image's colour there with the shading divided out, averaged
+    with its mirror point over the ones the view sees (z-buffer of the layer, alpha [B, S, S] deciding which
+    triangles draw); points seen on neither side stay grey. Returns [B, 3, S, S] in [-1, 1]."""
+    s = image.shape[-1]
+    points = renderer.transform(renderer.depth_to_points(depth), view)
+    grid = renderer.project(points) / (s - 1) * 2.0 - 1.0
+    colour = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    zbuf, covered = renderer.rasterize(points, keep=alpha > ALPHA_DRAWN)
+    front = F.grid_sample(torch.cat([zbuf[:, None], covered[:, None].float()], 1), grid, mode="bilinear",
+                          padding_mode="border", align_corners=True)
+    seen = ((grid.abs() <= 1).all(-1) & (front[:, 1] > 0.5) & (points[..., 2] <= front[:, 0] + SEEN_TOLERANCE)).float()
+    shading = renderer.shading(renderer.normals(depth), light, view).clamp(min=0.2)
+    albedo = ((colour / 2 + 0.5) / shading * 2 - 1).clamp(-1, 1)
+    w, w_mirror = seen[:, None], seen.flip(2)[:, None]
+    return (w * albedo + w_mirror * albedo.flip(3)) / (w + w_mirror).clamp(min=1.0)
+
+
+@torch.no_grad()
+def layers_rows(size: int, identities: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Which part of the head should the face layer hold? (1) The preferred yaw (as `preferred_yaw`, world
+    light) for face-layer opacities and background layers: the world's head with and without its neck/torso
+    and hair, and the decomposer's own opacity prior (no residual) at two prior ellipses and two background
+    rings, with the world's depth or the layered prior depth, the world's albedo sharp, 3x3-blurred, or the
+    input itself mirror-averaged (`mirror_albedo`). (2) Where the L1 of the world's maps (full head opacity)
+    comes from, by the world's part under each pixel, rendered at the true yaw against frontal."""
+    faces = world_faces(size, identities, seed, flat=False)
+    renderer = Renderer(size, DecomposeConfig.fov)
+    n = faces["image"].shape[0]
+
+    def layer(axes: tuple[float, float], ring: float) -> Decomposer:
+        return Decomposer(DecomposeConfig(image_size=size, shape_prior_axes=axes, background_ring=ring, channels=4,
+                                          bottleneck=4, head_channels=4, conf_channels=4, conf_bottleneck=4))
+
+    def best(depth: torch.Tensor, alpha: torch.Tensor, albedo: Any, background: torch.Tensor) -> list[int]:
+        losses = []
+        for phi in PHIS:
+            view = torch.zeros(n, 6)
+            view[:, 1] = phi
+            alb = mirror_albedo(faces["image"], depth, alpha, faces["light"], view, renderer) if albedo == "input" else albedo
+            r = renderer.reconstruct_layered(alb, depth, alpha, faces["light"], view, background, camera_light=True)
+            losses.append((r.image - faces["image"]).abs().mean(dim=(1, 2, 3)))
+        med = PHIS[torch.stack(losses, 1).argmin(1)].view(identities, len(YAWS)).median(0).values
+        return [int(m) for m in med.tolist()]
+
+    now = layer((0.75, 0.95), 1.3)  # the tiny recipe's prior ellipse and the default ring
+    zero = torch.zeros(n, size, size)
+    variants = [("world head, hair and neck (as before)", "world", faces["alpha"], now),
+                ("world head without neck and torso", "world", faces["alpha_no_body"], now),
+                ("world face and ears (no hair, neck)", "world", faces["alpha_face"], now)]
+    for axes in ((0.75, 0.95), (0.6, 0.8)):
+        for ring in (1.3, 1.1):
+            m = layer(axes, ring)
+            variants.append((f"prior {axes}, ring {ring}", "prior", m.alpha_from_raw(zero), m))
+    rows = []
+    for name, depth_kind, alpha, m in variants:
+        depths = {"world": faces["depth"]}
+        if depth_kind == "prior":
+            depths["prior"] = m.depth_from_raw(zero)
+        background = m.background_of(faces["image"])
+        for dname, depth in depths.items():
+            albedos = {"world": faces["albedo"], "blurred 3x3": box_blur(faces["albedo"], 3), "input, mirror-averaged": "input"}
+            for aname, albedo in albedos.items():
+                if aname.startswith("input") and dname == "prior":
+                    continue
+                row = {"face-layer opacity / background": name, "depth": dname, "albedo": aname}
+                row.update({f"true {y}": v for y, v in zip(YAWS, best(depth, alpha, albedo, background))})
+                rows.append(row)
+    # (2) the world's maps at the true yaw and at 0: summed L1 per part, over all the image's pixels
+    ss = faces["view_part"].shape[-1] // size
+    part = faces["view_part"]
+    groups = {"face": [k for k in range(geom.NUM_PRIMS) if k not in BODY_PARTS + HAIR_PARTS + EAR_PARTS],
+              "ears": list(EAR_PARTS), "hair": list(HAIR_PARTS), "neck and torso": list(BODY_PARTS)}
+    share = {g: F.avg_pool2d(sum(part == k for k in ks).float()[:, None], ss)[:, 0] for g, ks in groups.items()}
+    share["background"] = F.avg_pool2d((part < 0).float()[:, None], ss)[:, 0]
+    background = now.background_of(faces["image"])
+    errs = {}
+    for name, yaw in (("true yaw", faces["yaw"]), ("frontal", torch.zeros(n))):
+        view = torch.zeros(n, 6)
+        view[:, 1] = yaw
+        r = renderer.reconstruct_layered(faces["albedo"], faces["depth"], faces["alpha"], faces["light"], view,
+                                         background, camera_light=True)
+        errs[name] = (r.image - faces["image"]).abs().mean(1)
+    regions = []
+    for j, y in enumerate(YAWS):
+        sel = torch.arange(identities) * len(YAWS) + j
+        row = {"true yaw": y}
+        for g, w in share.items():
+            a, b = (float((errs[k][sel] * w[sel]).sum() / (len(sel) * size * size)) for k in ("true yaw", "frontal"))
+            row[f"{g}: at true yaw / frontal"] = f"{a:.4f} / {b:.4f}"
+        row["total"] = f"{float(errs['true yaw'][sel].mean()):.4f} / {float(errs['frontal'][sel].mean()):.4f}"
+        regions.append(row)
+    return rows, regions
 
 
 @torch.no_grad()
@@ -175,8 +286,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--decomposer", default=None,
                     help="a trained decomposer.safetensors: score its view head against its own maps instead")
+    ap.add_argument("--layers", action="store_true",
+                    help="which part of the head the face layer should hold (opacity, background ring, albedo)")
     args = ap.parse_args(argv)
     t0 = time.time()
+    if args.layers:
+        rows, regions = layers_rows(args.size, args.identities, args.seed)
+        common = (f"Median over {args.identities} world identities (seed {args.seed}, {args.size} px, world light; pitch, "
+                  "roll and translation zero).")
+        write_results(args.name, rows, "Preferred yaw by face-layer opacity, background ring and albedo (world faces)",
+                      notes=(f"{common} Columns: the yaw phi (step 5 over [-90, 90]) whose layered render has the lowest "
+                             "L1 to the world image, per true yaw. 'world head ...': the world's canonical opacity with "
+                             "or without the neck/torso (which turn only 30% of the head's yaw in the world) and the "
+                             "hair; background layer at the tiny recipe's prior ellipse (0.75, 0.95) and ring 1.3. "
+                             "'prior (a, b), ring r': the decomposer's own opacity prior (no residual) and its background "
+                             "layer (the image beyond r times that ellipse, filled in); depth 'prior' is the layered "
+                             "convex prior on that ellipse (face_depth 1.0, shape_prior 0.066). Albedo 'input, "
+                             "mirror-averaged': the image itself unwarped by the view and depth, shading divided out, "
+                             "averaged with its mirror point over the points seen (`mirror_albedo`), i.e. a face layer as "
+                             f"sharp as the input. Took {time.time() - t0:.0f} s."), out_dir=args.out_dir)
+        write_results(f"{args.name}_regions", regions, "Where the L1 of the world's own maps comes from, by part",
+                      notes=(f"{common} The world's albedo, depth and full head opacity (hair and neck included), "
+                             "rendered at the true yaw and at frontal by the layered model over the tiny recipe's "
+                             "background layer; each cell is the L1 summed over the pixels of that world part (its "
+                             "share of each 32 px pixel), divided by all pixels, so the parts add up to the total. Where "
+                             "the true yaw scores worse than frontal, that part pulls the learned yaw towards frontal."),
+                      out_dir=args.out_dir)
+        return
     if args.decomposer:
         rows, notes = decomposer_rows(args.decomposer, args.identities, args.seed)
         write_results(args.name, rows, "Preferred yaw of a trained decomposer's own face layer on world faces",
