@@ -149,7 +149,9 @@ def layers_rows(size: int, identities: int, seed: int) -> tuple[list[dict[str, A
         for phi in PHIS:
             view = torch.zeros(n, 6)
             view[:, 1] = phi
-            alb = mirror_albedo(faces["image"], depth, alpha, faces["light"], view, renderer) if albedo == "input" else albedo
+            alb = albedo
+            if isinstance(albedo, str):  # "input": re-read for every view
+                alb = mirror_albedo(faces["image"], depth, alpha, faces["light"], view, renderer)
             r = renderer.reconstruct_layered(alb, depth, alpha, faces["light"], view, background, camera_light=True)
             losses.append((r.image - faces["image"]).abs().mean(dim=(1, 2, 3)))
         med = PHIS[torch.stack(losses, 1).argmin(1)].view(identities, len(YAWS)).median(0).values
