@@ -26,6 +26,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-face-ring11-wide     world-plain-face-ring11 with the albedo/depth nets twice as wide (32 ch, 128-d)
     mixed-aug-warm-face-ring11       mixed-aug-warm (the tiny recipe's) with the prior ellipse (0.6, 0.8) and ring 1.1
     mixed-plain-aug-face-ring11      the same without mutual reconstruction
+    mixed-plain-face-ring11          the same without mutual reconstruction and yaw augmentation
     gan-plain, gan-mutual, gan-aug   samples of the stage-1 generator in RUN_DIR/gan (trained on those
                                      world images), with their w; gan-aug = mutual + Sec. 3.4
     mixed-aug, mixed-mutual          gan-aug / gan-mutual on world images (even steps) and generator
@@ -110,6 +111,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-plain-aug-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": True,
                                     "cfg": {"aug_start": 1000, "aug_buffer": 4096, "shape_prior_axes": (0.6, 0.8),
                                             "background_ring": 1.1}},
+    "mixed-plain-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": False,
+                                "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -135,7 +138,8 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-fixed-sigma", "world-plain-cycle", "world-plain-cycle01", "world-plain-cycle03",
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal",
             "world-plain-from-harness", "world-plain-ring11", "world-plain-face-ring11",
-            "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide"}
+            "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
+            "mixed-plain-face-ring11"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
