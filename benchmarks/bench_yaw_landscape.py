@@ -122,6 +122,7 @@ def mirror_albedo(image: torch.Tensor, depth: torch.Tensor, alpha: torch.Tensor,
     front = F.grid_sample(torch.cat([zbuf[:, None], covered[:, None].float()], 1), grid, mode="bilinear",
                           padding_mode="border", align_corners=True)
     seen = ((grid.abs() <= 1).all(-1) & (front[:, 1] > 0.5) & (points[..., 2] <= front[:, 0] + SEEN_TOLERANCE)).float()
+    # a floor on the shading divided out, so that a dark pixel under a grazing light cannot give an albedo past white
     shading = renderer.shading(renderer.normals(depth), light, view).clamp(min=0.2)
     albedo = ((colour / 2 + 0.5) / shading * 2 - 1).clamp(-1, 1)
     w, w_mirror = seen[:, None], seen.flip(2)[:, None]
