@@ -23,6 +23,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-frontal              world-plain trained only on faces within |yaw| < 30 (no profiles)
     world-plain-from-harness         world-plain starting from the harness arm's weights after 800 steps
     world-plain-ring11, -face-ring11 world-plain with background_ring 1.1 (and the prior ellipse (0.6, 0.8))
+    world-plain-face                 world-plain with the prior ellipse (0.6, 0.8) at the default ring 1.3
     world-plain-face-ring11-wide     world-plain-face-ring11 with the albedo/depth nets twice as wide (32 ch, 128-d)
     mixed-aug-warm-face-ring11       mixed-aug-warm (the tiny recipe's) with the prior ellipse (0.6, 0.8) and ring 1.1
     mixed-plain-aug-face-ring11      the same without mutual reconstruction
@@ -100,6 +101,7 @@ ARMS: dict[str, dict[str, Any]] = {
     # the face-sized prior ellipse (0.6, 0.8) or the recipe's head-sized one: hair and neck, which a frontal depth map
     # cannot turn (the 32 px landscape: they are drawn worse at the true yaw than frontal), left to the still layer
     "world-plain-ring11": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"background_ring": 1.1}},
+    "world-plain-face": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"shape_prior_axes": (0.6, 0.8)}},
     "world-plain-face-ring11": {"data": "world", "mutual": False, "yaw_aug": False,
                                 "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}},
     "world-plain-face-ring11-wide": {"data": "world", "mutual": False, "yaw_aug": False,
@@ -139,7 +141,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal",
             "world-plain-from-harness", "world-plain-ring11", "world-plain-face-ring11",
             "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
-            "mixed-plain-face-ring11"}
+            "mixed-plain-face-ring11", "world-plain-face"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
