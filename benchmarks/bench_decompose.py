@@ -70,6 +70,9 @@ from facedis_aug.ops.dataconf import to_dict
 from facedis_aug.ops.io import read_json, write_json
 from facedis_aug.recipe import load_recipe
 
+# the face-sized face layer: the prior ellipse of a face, and the background layer taken from 1.1 of it (not 1.3)
+FACE_LAYER = {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}
+WARM = {"aug_start": 1000, "aug_buffer": 4096}  # mixed-aug-warm's first v_yaw fit
 ARMS: dict[str, dict[str, Any]] = {
     "harness": {"data": "harness", "mutual": False, "yaw_aug": False, "cfg": HARNESS_GEOMETRY},
     "world-plain-single-mesh": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"layers": False}},
@@ -102,19 +105,12 @@ ARMS: dict[str, dict[str, Any]] = {
     # cannot turn (the 32 px landscape: they are drawn worse at the true yaw than frontal), left to the still layer
     "world-plain-ring11": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"background_ring": 1.1}},
     "world-plain-face": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"shape_prior_axes": (0.6, 0.8)}},
-    "world-plain-face-ring11": {"data": "world", "mutual": False, "yaw_aug": False,
-                                "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}},
+    "world-plain-face-ring11": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": FACE_LAYER},
     "world-plain-face-ring11-wide": {"data": "world", "mutual": False, "yaw_aug": False,
-                                     "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1, "channels": 32,
-                                             "bottleneck": 128}},
-    "mixed-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True,
-                                   "cfg": {"aug_start": 1000, "aug_buffer": 4096, "shape_prior_axes": (0.6, 0.8),
-                                           "background_ring": 1.1}},
-    "mixed-plain-aug-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": True,
-                                    "cfg": {"aug_start": 1000, "aug_buffer": 4096, "shape_prior_axes": (0.6, 0.8),
-                                            "background_ring": 1.1}},
-    "mixed-plain-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": False,
-                                "cfg": {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}},
+                                     "cfg": {**FACE_LAYER, "channels": 32, "bottleneck": 128}},
+    "mixed-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {**WARM, **FACE_LAYER}},
+    "mixed-plain-aug-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": True, "cfg": {**WARM, **FACE_LAYER}},
+    "mixed-plain-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": False, "cfg": FACE_LAYER},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -126,12 +122,12 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-aug": {"data": "mixed", "mutual": True, "yaw_aug": True},  # decompose.source = mixed
     # the first v_yaw fit after the view head has learned something, from a full buffer (aug_start)
     "mixed-aug-warm-grad": {"data": "mixed", "mutual": True, "yaw_aug": True,
-                            "cfg": {"aug_start": 1000, "aug_buffer": 4096, "gradient_weight": 1.0}},
+                            "cfg": {**WARM, "gradient_weight": 1.0}},
     "mixed-aug-mconf": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_confidence": "learned"}},
-    "mixed-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"aug_start": 1000, "aug_buffer": 4096}},
+    "mixed-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": WARM},
     # + the light's mean elevation pinned to the camera's height (decompose.light_gauge)
     "mixed-aug-warm-lgauge": {"data": "mixed", "mutual": True, "yaw_aug": True,
-                              "cfg": {"aug_start": 1000, "aug_buffer": 4096, "light_gauge": 1.0}},
+                              "cfg": {**WARM, "light_gauge": 1.0}},
     "gan-aug-unsup3d": {"data": "gan", "mutual": True, "yaw_aug": True,
                         "cfg": {"zero_init_heads": False, "shape_prior": 0.0, "pitch_gauge": 0.0}},
 }

@@ -52,7 +52,7 @@ EAR_PARTS = (geom.EAR_L, geom.EAR_R)
 SEEN_TOLERANCE = 0.01
 
 
-def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, torch.Tensor]:
+def world_faces(size: int, identities: int, seed: int, flat: bool, parts: bool = False) -> dict[str, torch.Tensor]:
     """World images at YAWS for each identity with their canonical maps, in the renderer's units."""
     world = SyntheticWorld(resolution=size, seed=seed, num_identities=max(identities, 2))
     ids = torch.arange(identities).repeat_interleave(len(YAWS))
@@ -62,9 +62,7 @@ def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, 
     if flat:
         p.ambient.fill_(1.0)
         p.diffuse.fill_(0.0)
-    out = world.render(p, with_maps=True, with_view_maps=True)
-    front = replace(p, yaw=torch.zeros_like(p.yaw))  # pitch, roll, translation already zero: the canonical frame
-    canon_part = world.render(front, with_view_maps=True)["view_part"]
+    out = world.render(p, with_maps=True, with_view_maps=parts)
     head = (out["depth"] < BACKGROUND_DEPTH).float()[:, None]
     # depth 1 = the pivot (camera distance CAM_DIST); lateral units at depth 1 are tan(fov/2) per half
     # image in the renderer and HALF_VIEW / CAM_DIST in the world, so the relief scales by their ratio
@@ -74,15 +72,19 @@ def world_faces(size: int, identities: int, seed: int, flat: bool) -> dict[str, 
     light[:, :3], light[:, 3:6] = p.ambient, p.diffuse
     # world light (lx, -ly, -1) in camera coordinates (y down): the renderer's (dx, dy) = (lx, -ly)
     light[:, 6], light[:, 7] = p.light_dir[:, 0], -p.light_dir[:, 1]
-    # canonical opacities without the parts a frontal depth map turns worst (the neck and torso turn only
-    # BODY_YAW_SHARE of the head's yaw; the hair shell's sides and back have no map pixels)
-    body = resize_square(sum(canon_part == k for k in BODY_PARTS).float()[:, None], size)[:, 0]
-    hair = resize_square(sum(canon_part == k for k in HAIR_PARTS).float()[:, None], size)[:, 0]
     alpha = resize_square(head, size)[:, 0]
-    return {"image": out["image"] * 2 - 1, "albedo": resize_square(out["albedo"] * 2 - 1, size),
-            "depth": resize_square(depth, size)[:, 0], "alpha": alpha, "body": body, "hair": hair,
-            "alpha_no_body": (alpha - body).clamp(min=0), "alpha_face": (alpha - body - hair).clamp(min=0),
-            "view_part": out["view_part"], "light": light, "yaw": p.yaw}
+    faces = {"image": out["image"] * 2 - 1, "albedo": resize_square(out["albedo"] * 2 - 1, size),
+             "depth": resize_square(depth, size)[:, 0], "alpha": alpha, "light": light, "yaw": p.yaw}
+    if parts:
+        # the posed view's part map, and canonical opacities without the parts a frontal depth map turns worst (the
+        # neck and torso turn only BODY_YAW_SHARE of the head's yaw; the hair shell's sides and back have no map
+        # pixels), from a frontal view of the same faces (pitch, roll, translation already zero: the canonical frame)
+        canon_part = world.render(replace(p, yaw=torch.zeros_like(p.yaw)), with_view_maps=True)["view_part"]
+        body = resize_square(sum(canon_part == k for k in BODY_PARTS).float()[:, None], size)[:, 0]
+        hair = resize_square(sum(canon_part == k for k in HAIR_PARTS).float()[:, None], size)[:, 0]
+        faces.update(view_part=out["view_part"], body=body, hair=hair, alpha_no_body=(alpha - body).clamp(min=0),
+                     alpha_face=(alpha - body - hair).clamp(min=0))
+    return faces
 
 
 def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -137,9 +139,10 @@ def layers_rows(size: int, identities: int, seed: int) -> tuple[list[dict[str, A
     rings, with the world's depth or the layered prior depth, the world's albedo sharp, 3x3-blurred, or the
     input itself mirror-averaged (`mirror_albedo`). (2) Where the L1 of the world's maps (full head opacity)
     comes from, by the world's part under each pixel, rendered at the true yaw against frontal."""
-    faces = world_faces(size, identities, seed, flat=False)
+    faces = world_faces(size, identities, seed, flat=False, parts=True)
     renderer = Renderer(size, DecomposeConfig.fov)
     n = faces["image"].shape[0]
+    albedos = {"world": faces["albedo"], "blurred 3x3": box_blur(faces["albedo"], 3), "input, mirror-averaged": "input"}
 
     def layer(axes: tuple[float, float], ring: float) -> Decomposer:
         return Decomposer(DecomposeConfig(image_size=size, shape_prior_axes=axes, background_ring=ring, channels=4,
@@ -174,7 +177,6 @@ def layers_rows(size: int, identities: int, seed: int) -> tuple[list[dict[str, A
             depths["prior"] = m.depth_from_raw(zero)
         background = m.background_of(faces["image"])
         for dname, depth in depths.items():
-            albedos = {"world": faces["albedo"], "blurred 3x3": box_blur(faces["albedo"], 3), "input, mirror-averaged": "input"}
             for aname, albedo in albedos.items():
                 if aname.startswith("input") and dname == "prior":
                     continue

@@ -77,7 +77,7 @@ def test_mirror_albedo_recovers_a_symmetric_albedo_at_its_true_view():
 
 
 def test_world_part_maps_put_the_neck_below_and_the_hair_above_the_face():
-    faces = L.world_faces(32, identities=2, seed=0, flat=True)
+    faces = L.world_faces(32, identities=2, seed=0, flat=True, parts=True)
     rows = torch.arange(32.0)[None, :, None]
     centre = lambda m: float((m * rows).sum() / m.sum())  # noqa: E731  mean row, 0 = top
     assert centre(faces["body"]) > 24 and centre(faces["hair"]) < 14, (centre(faces["body"]), centre(faces["hair"]))
