@@ -176,7 +176,7 @@ def where_rows(args: argparse.Namespace, ev: dict[str, torch.Tensor], taught: di
         row, m = where(load_decomposer(taught[arm]), ev, arm)
         rows.append(row)
         maps.append(m)
-    notes = ("Taught models of this benchmark (oracle view loss, 1000 steps). Eval faces with true |yaw| in [20, 60]; "
+    notes = (f"Taught models of this benchmark (oracle view loss, {args.teach} steps). Eval faces with true |yaw| in [20, 60]; "
              "L1 per pixel of the reconstruction at the model's own view and at that view with yaw x 0.5. Regions: "
              "the world's face skin, the other pixels the face layer covers (opacity > 0.5 in either render), the rest. "
              "share: the region's share of the pixels; gain: its part of the image-mean L1 change (smaller turn minus "
@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
              "units of 30 degrees against the world's truth (an evaluation-only oracle). Released: the stage's own "
              "unsupervised loop from the taught weights; steps counted from the start. Scores on 512 held-out world faces, "
              "uniform yaw in [-90, 90] (bench_decompose's eval set): yaw slope (1 = right scale), r, MAE, MAE |yaw| > 45, "
-             "slope within |yaw| <= 15, reconstruction PSNR, albedo spread. The plain arms (no teaching, 3000 steps): "
-             "world-plain slope 0.315, world-plain-face-ring11 0.350 (decompose_face_layer.md, decompose_face_ring11_seeds.md).")
+             "slope within |yaw| <= 15, reconstruction PSNR, albedo spread. Compare the same arms trained plainly (no "
+             "teaching) by bench_decompose for as many steps (decompose_uniform.md has both at 3000). The taught phase "
+             "restarts if interrupted; the released ones resume.")
     write_results(args.name, rows, "Teach the view, then let go: basin or optimum?", notes=notes, columns=COLUMNS,
                   out_dir=args.out_dir)
     if args.where:
