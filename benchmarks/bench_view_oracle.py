@@ -42,20 +42,14 @@ from facedis_aug.decompose.losses import decomposition_loss
 from facedis_aug.decompose.model import Decomposer, renderer_for, save_decomposer
 from facedis_aug.decompose.sources import stream_sampler
 from facedis_aug.ops.dataconf import to_dict
-from facedis_aug.ops.io import read_json, write_json
+from facedis_aug.ops.io import load_safetensors, read_json, write_json
 from facedis_aug.ops.resize import resize_square
 from facedis_aug.recipe import load_recipe
 
 ARMS = {"recipe": "world-plain", "face-ring11": "world-plain-face-ring11"}  # bench_decompose arm names
-COLUMNS = ("arm", "phase", "steps", "yaw_slope", "yaw_r", "yaw_mae", "yaw_mae_profile", "yaw_slope_15", "psnr",
-           "albedo_spread")
-
-
-def _step(checkpoint: Path) -> int:
-    from safetensors import safe_open
-
-    with safe_open(str(checkpoint), "pt") as f:
-        return int(json.loads(f.metadata()["step"]))
+METRICS = ("yaw_slope", "yaw_r", "yaw_mae", "yaw_mae_profile", "yaw_slope_15", "psnr", "albedo_spread")  # of evaluate()
+COLUMNS = ("arm", "phase", "steps", *METRICS)
+QUICK = ["decompose.batch=4"]  # --quick's recipe overrides
 
 
 def teach(cfg: Any, source: Any, path: Path, steps: int, weight: float, seed: int) -> Path:
@@ -84,7 +78,7 @@ def teach(cfg: Any, source: Any, path: Path, steps: int, weight: float, seed: in
 
 def scores(model: Any, ev: dict[str, torch.Tensor]) -> dict[str, Any]:
     m = evaluate(model, ev)
-    return {k: m[k] for k in ("yaw_slope", "yaw_r", "yaw_mae", "yaw_mae_profile", "yaw_slope_15", "psnr", "albedo_spread")}
+    return {k: m[k] for k in METRICS}
 
 
 @torch.no_grad()
@@ -118,7 +112,8 @@ def where(model: Any, ev: dict[str, torch.Tensor], arm: str, scale: float = 0.5)
     return row, diff.mean(0)
 
 
-def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch.Tensor]) -> tuple[list[dict[str, Any]], Path]:
+    """(the arm's rows: taught, then each released objective at each step count; the taught weights' path)."""
     import dataclasses
 
     def config(r: Any) -> Any:
@@ -139,20 +134,19 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
     if "taught" not in done:
         done["taught"] = scores(load_decomposer(taught), ev)
         write_json(done_path, done)
-    rows = [{"arm": arm, "phase": "taught (oracle view loss)", "steps": args.teach, **done["taught"], "taught_path": str(taught)}]
+    rows = [{"arm": arm, "phase": "taught (oracle view loss)", "steps": args.teach, **done["taught"]}]
     world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=args.seed, start_step=start), cfg.image_size)
-    quick = ["decompose.batch=4"] if args.quick else []
     # each released objective (--release-set, default: the stage's own) starts from the same taught weights
     for overrides in args.release_set or [[]]:
         overrides = [o for o in overrides if o != "none"]
         tag = " ".join(overrides)
-        cfg_rel = config(load_recipe(args.recipe, quick + overrides)) if overrides else cfg
+        cfg_rel = config(load_recipe(args.recipe, (QUICK if args.quick else []) + overrides)) if overrides else cfg
         sub = "released-" + hashlib.sha256(tag.encode()).hexdigest()[:8] if tag else "released"
         for n in sorted(args.release):
             k = f"{tag}:{n}" if tag else str(n)
             if k not in done:
                 ckpt = folder / sub / "checkpoint.safetensors"
-                if ckpt.is_file() and _step(ckpt) > n:  # scores lost (e.g. two runs at once): n steps must be retrained
+                if ckpt.is_file() and int(load_safetensors(ckpt)[1]["step"]) > n:  # scores lost (e.g. two runs at once): n steps must be retrained
                     shutil.rmtree(folder / sub)
                 path = train_decomposer(dataclasses.replace(cfg_rel, iterations=n), world, folder / sub, seed=args.seed,
                                         init=taught)
@@ -161,10 +155,10 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
                 done = {**(read_json(done_path) if done_path.is_file() else {}), **done}
                 write_json(done_path, done)
             rows.append({"arm": arm, "phase": f"released ({tag or 'unsupervised'})", "steps": args.teach + n, **done[k]})
-    return rows
+    return rows, taught
 
 
-def where_rows(args: argparse.Namespace, ev: dict[str, torch.Tensor], taught: dict[str, str]) -> None:
+def where_rows(args: argparse.Namespace, ev: dict[str, torch.Tensor], taught: dict[str, Path]) -> None:
     """`where` for every arm's taught model: a table and a picture (RdBu: blue where the smaller turn wins)."""
     import matplotlib
 
@@ -217,15 +211,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.teach, args.release, args.eval_images, args.name = 3, [1, 2], 16, args.name + "_quick"
     if any(n % min(args.release) for n in args.release):
         raise SystemExit(f"--release {args.release}: the first count must divide the others (checkpoints)")
-    recipe = load_recipe(args.recipe, ["decompose.batch=4"] if args.quick else [])
+    recipe = load_recipe(args.recipe, QUICK if args.quick else [])
     ev = eval_set(args.eval_images, recipe.gan.resolution, recipe.decompose.image_size, seed=recipe.data.synthetic.seed,
                   num_identities=recipe.data.synthetic.num_identities)
-    rows = [r for arm in args.arms for r in run_arm(arm, recipe, args, ev)]
+    runs = {arm: run_arm(arm, recipe, args, ev) for arm in args.arms}
+    rows = [r for arm_rows, _ in runs.values() for r in arm_rows]
     notes = (f"Decomposer: {recipe.decompose.image_size} px, the decompose settings of {Path(args.recipe).name} as "
              f"bench_decompose's arms {', '.join(ARMS[a] for a in args.arms)} (no mutual, no augmentation), seed {args.seed}. "
              f"Taught: {args.teach} steps of the stage's loss plus {args.teach_weight} x mean squared (pitch, yaw) error in "
              "units of 30 degrees against the world's truth (an evaluation-only oracle). Released: the stage's own "
-             "unsupervised loop from the taught weights; steps counted from the start. Scores on 512 held-out world faces, "
+             f"unsupervised loop from the taught weights; steps counted from the start. Scores on {ev['yaw'].shape[0]} held-out world faces, "
              "uniform yaw in [-90, 90] (bench_decompose's eval set): yaw slope (1 = right scale), r, MAE, MAE |yaw| > 45, "
              "slope within |yaw| <= 15, reconstruction PSNR, albedo spread. Compare the same arms trained plainly (no "
              "teaching) by bench_decompose for as many steps (decompose_uniform.md has both at 3000). The taught phase "
@@ -233,7 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     write_results(args.name, rows, "Teach the view, then let go: basin or optimum?", notes=notes, columns=COLUMNS,
                   out_dir=args.out_dir)
     if args.where:
-        where_rows(args, ev, {r["arm"]: r["taught_path"] for r in rows if "taught_path" in r})
+        where_rows(args, ev, {arm: taught for arm, (_, taught) in runs.items()})
     return rows
 
 
