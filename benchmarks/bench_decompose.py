@@ -175,22 +175,30 @@ def arm_data(recipe: Any, arm: str) -> Any:
     return dataclasses.replace(recipe.data, synthetic=dataclasses.replace(recipe.data.synthetic, **world))
 
 
-def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
+# decompose settings added after arms were cached, with the value every earlier arm ran at: left out of the
+# cache key at that value, so that earlier arms keep their hash
+LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
+                  "map_cycle": 0.0}
+
+
+def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:
+    """cfg as a dict for a cache key, without the settings of `later` (name: the value cached runs ran at) at
+    that value."""
     c = to_dict(cfg)
-    # the arm's data spec, not decompose.source, decides the training images
-    c.pop("source", None)
-    if c.get("light_colour", "rgb") == "rgb":  # arms trained before the switch existed keep their hash
-        c.pop("light_colour", None)
-    if c.get("mutual_confidence") is None:  # arms trained before the switch existed keep their hash
-        c.pop("mutual_confidence", None)
-    if c.get("aug_start", 0) == 0:  # arms trained before aug_start existed keep their hash
-        c.pop("aug_start", None)
-    if c.get("light_gauge", 0) == 0:  # arms trained before light_gauge existed keep their hash
-        c.pop("light_gauge", None)
+    for key, old in later.items():
+        if key in c and c[key] == old:
+            c.pop(key)
+    return c
+
+
+def settings_hash(cfg: Any, data: dict[str, Any]) -> str:
+    c = stable_settings(cfg, LATER_SETTINGS)
     if c.get("surface", "depth") == "depth":
         # the frontal depth map ignores surface_range: arms trained before the head surface existed keep their hash
         c.pop("surface", None)
         c.pop("surface_range", None)
+    # the arm's data spec, not decompose.source, decides the training images
+    c.pop("source", None)
     blob = json.dumps({"cfg": c, "data": data}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -4,6 +4,7 @@
         [--release 250 500 1000 2000] [--where] [--name view_oracle]
     OMP_NUM_THREADS=1 python -m benchmarks.bench_view_oracle --release 250 500 \
         --release-set none --release-set decompose.lr=0.0001 --name view_oracle_objectives
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_view_oracle --release 250 500 --set decompose.surface=head --name N
 
 Phase 1 (evaluation-only oracle, never the method): the decomposer trains on the world's CASIA-like
 images with the stage's own loss plus a squared error between its view head's (pitch, yaw) and the
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks.bench_decompose import REPO, arm_config
+from benchmarks.bench_decompose import REPO, arm_config, stable_settings
 from benchmarks.common import RESULTS, write_results
 from benchmarks.decompose_eval import eval_set, evaluate
 from facedis_aug.data.stream import make_source, training_batches
@@ -49,7 +50,13 @@ from facedis_aug.recipe import load_recipe
 ARMS = {"recipe": "world-plain", "face-ring11": "world-plain-face-ring11"}  # bench_decompose arm names
 METRICS = ("yaw_slope", "yaw_r", "yaw_mae", "yaw_mae_profile", "yaw_slope_15", "psnr", "albedo_spread")  # of evaluate()
 COLUMNS = ("arm", "phase", "steps", *METRICS)
-QUICK = ["decompose.batch=4"]  # --quick's recipe overrides
+QUICK = ["decompose.batch=4"]
+LATER_SETTINGS = {"map_cycle": 0.0}  # added after the cached runs, at the value they ran at (kept out of the key)  # --quick's recipe overrides
+
+
+def base_overrides(args: argparse.Namespace) -> list[str]:
+    """Recipe overrides of both phases: --quick's, then --set's."""
+    return (QUICK if args.quick else []) + args.set
 
 
 def teach(cfg: Any, source: Any, path: Path, steps: int, weight: float, seed: int) -> Path:
@@ -123,7 +130,7 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
     cfg = config(recipe)
     # the schedule (how long the release runs, how often it saves) is not part of what was taught
     fixed = dataclasses.replace(cfg, iterations=0, checkpoint_every=1, snapshot_every=1)
-    key = json.dumps({"cfg": to_dict(fixed), "data": to_dict(recipe.data.synthetic), "teach": args.teach,
+    key = json.dumps({"cfg": stable_settings(fixed, LATER_SETTINGS), "data": to_dict(recipe.data.synthetic), "teach": args.teach,
                       "weight": args.teach_weight, "seed": args.seed}, sort_keys=True, default=str)
     folder = Path(args.cache_dir) / f"{arm}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,7 +147,7 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
     for overrides in args.release_set or [[]]:
         overrides = [o for o in overrides if o != "none"]
         tag = " ".join(overrides)
-        cfg_rel = config(load_recipe(args.recipe, (QUICK if args.quick else []) + overrides)) if overrides else cfg
+        cfg_rel = config(load_recipe(args.recipe, base_overrides(args) + overrides)) if overrides else cfg
         sub = "released-" + hashlib.sha256(tag.encode()).hexdigest()[:8] if tag else "released"
         for n in sorted(args.release):
             k = f"{tag}:{n}" if tag else str(n)
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--release-set", nargs="+", action="append", default=None, metavar="KEY=VALUE",
                     help="recipe overrides for the released phase only, e.g. decompose.symmetric=false; "
                          "repeat the flag for several objectives, 'none' for the stage's own beside them")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="recipe overrides for both phases, e.g. decompose.surface=head (they enter the cache key)")
     ap.add_argument("--where", action="store_true", help="also: where a smaller turn reconstructs the taught model's faces better")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-images", type=int, default=512)
@@ -211,12 +220,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.teach, args.release, args.eval_images, args.name = 3, [1, 2], 16, args.name + "_quick"
     if any(n % min(args.release) for n in args.release):
         raise SystemExit(f"--release {args.release}: the first count must divide the others (checkpoints)")
-    recipe = load_recipe(args.recipe, QUICK if args.quick else [])
+    recipe = load_recipe(args.recipe, base_overrides(args))
     ev = eval_set(args.eval_images, recipe.gan.resolution, recipe.decompose.image_size, seed=recipe.data.synthetic.seed,
                   num_identities=recipe.data.synthetic.num_identities)
     runs = {arm: run_arm(arm, recipe, args, ev) for arm in args.arms}
     rows = [r for arm_rows, _ in runs.values() for r in arm_rows]
-    notes = (f"Decomposer: {recipe.decompose.image_size} px, the decompose settings of {Path(args.recipe).name} as "
+    notes = (f"Decomposer: {recipe.decompose.image_size} px, the decompose settings of {Path(args.recipe).name}"
+             f"{' with ' + ' '.join(args.set) if args.set else ''} as "
              f"bench_decompose's arms {', '.join(ARMS[a] for a in args.arms)} (no mutual, no augmentation), seed {args.seed}. "
              f"Taught: {args.teach} steps of the stage's loss plus {args.teach_weight} x mean squared (pitch, yaw) error in "
              "units of 30 degrees against the world's truth (an evaluation-only oracle). Released: the stage's own "

@@ -211,6 +211,13 @@ class DecomposeConfig(DecomposerConfig):
     # away from the camera (slope 0.012, decompose_cycle.md), so 0.1 sits near a cliff.
     view_cycle: float = 0.0
     view_cycle_range: tuple[float, float] = (20.0, 60.0)  # (pitch, yaw) half-ranges in degrees
+    # map cycle (ours): the same renders of the model's own face layer at known views must decompose back to
+    # the maps they were drawn from (L1 on albedo, depth in units of depth_residual, opacity; only the albedo
+    # and depth nets get its gradient), so that a canonical map cannot follow the view. 0 turns it off. Taught
+    # 1000 steps, then released (bench_view_oracle, view_oracle_mapcycle_*.md), weight 1: yaw slope 0.40 / 0.48 after
+    # 250 / 500 steps on the face-sized layer (the stage's own loss 0.47 / 0.41), 0.28 / 0.22 on the head-sized one
+    # (0.34 / 0.33), albedo spread 0.17 vs 0.25: it makes the maps blind to the image rather than to the view; off.
+    map_cycle: float = 0.0
     # flip symmetry fixes the canonical yaw and roll but not the pitch: any tilted frame is as
     # symmetric. This weight times (batch-mean pitch / 10 degrees)^2 pins the canonical pitch to the
     # data's mean pitch (ours; measured: with mutual reconstruction the frame drifted to +15 degrees
@@ -259,6 +266,8 @@ class DecomposeConfig(DecomposerConfig):
             raise ValueError(f"saturated must be in (0, 1], got {self.saturated}")
         if self.gradient_weight < 0:
             raise ValueError(f"gradient_weight must be >= 0, got {self.gradient_weight}")
+        if self.map_cycle < 0:
+            raise ValueError(f"map_cycle must be >= 0, got {self.map_cycle}")
         if self.view_cycle < 0 or len(self.view_cycle_range) != 2 or not (
                 0.0 <= self.view_cycle_range[0] <= self.pitch_range and 0.0 <= self.view_cycle_range[1] <= self.rot_range):
             raise ValueError(f"need view_cycle >= 0 and view_cycle_range (pitch, yaw) within (pitch_range, rot_range); "

@@ -6,8 +6,9 @@
 with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d,
 (+ gradient_weight * the same two branches' `gradient_l1`, ours),
 plus pitch_gauge * (batch-mean pitch / 10 degrees)^2, which fixes the canonical frame's pitch (see
-DecomposeConfig.pitch_gauge), and view_cycle * `view_cycle_loss` (the view head reading back known
-views of the model's own face layer; DecomposeConfig.view_cycle).
+DecomposeConfig.pitch_gauge), view_cycle * `view_cycle_loss` (the view head reading back known
+views of the model's own face layer; DecomposeConfig.view_cycle) and map_cycle * `map_cycle_loss` (the
+albedo and depth nets reading the same renders back to the maps they came from).
 The paper swaps with probability eps; we use its expectation, the weighted sum, which is what the
 paper's overall loss writes and has lower variance.
 """
@@ -190,13 +191,11 @@ def _reconstruction_loss(
                           alpha=None if out.alpha is None else out.alpha[:b])
 
 
-def view_cycle_loss(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer, d: Decomposition,
-                    gen: Optional[torch.Generator] = None) -> Tensor:
-    """L1 between random known views and the view head's reading of d's face layer rendered at them.
-
-    d's maps are detached and re-rendered (over d's own background) at pitch, yaw ~ U[-r, r] with
-    r = cfg.view_cycle_range, roll and translation kept; the error is in units of pitch_range and
-    rot_range, the roll's (read back as rendered) of roll_range. Only the view head receives gradient."""
+def cycle_render(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer, d: Decomposition,
+                 gen: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+    """d's face layer, detached, re-rendered over d's own background at random known views: pitch, yaw ~
+    U[-r, r] with r = cfg.view_cycle_range, roll and translation kept. Returns (images [B, 3, S, S] in
+    [-1, 1], views [B, 6]); no gradient flows through either."""
     b = d.view.shape[0]
     pr, yr = cfg.view_cycle_range
     with torch.no_grad():
@@ -205,9 +204,34 @@ def view_cycle_loss(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer,
         view[:, 0], view[:, 1] = u[:, 0] * pr, u[:, 1] * yr
         fixed = dataclasses.replace(d, **{**{k: v.detach() for k, v in vars(d).items() if isinstance(v, Tensor)}, "view": view})
         image = model.reconstruct(renderer, fixed).image.clamp(-1, 1)
+    return image, view
+
+
+def view_cycle_loss(cfg: DecomposeConfig, model: Decomposer, image: Tensor, view: Tensor) -> Tensor:
+    """L1 between known views [B, 6] and the view head's reading of `cycle_render`'s images of them, in units
+    of pitch_range and rot_range (the roll's, read back as rendered, of roll_range). Only the view head
+    receives gradient."""
     read = model.view_from_raw(model.net_view(image))
     scale = view.new_tensor([cfg.pitch_range, cfg.rot_range, cfg.roll_range]).clamp(min=1e-6)
     return ((read[:, :3] - view[:, :3]).abs() / scale).mean()
+
+
+def map_cycle_loss(model: Decomposer, image: Tensor, d: Decomposition) -> Tensor:
+    """L1 between the canonical maps the decomposer reads off `cycle_render`'s images (its face layer turned
+    to other views) and the maps d they were drawn from (detached): albedo, plus depth in units of its
+    learnable range (layered: depth_residual) and the opacity. A canonical map that follows the view (an
+    albedo whose eyes sit where the input's are) fails it. Only the albedo and depth nets receive gradient."""
+    cfg = model.cfg
+    shape, albedo = model.net_depth(image), model.net_albedo(image)
+    if cfg.symmetric:
+        shape, albedo = (shape + shape.flip(3)) / 2, (albedo + albedo.flip(3)) / 2
+    span = cfg.depth_residual if cfg.layers else (cfg.max_depth - cfg.min_depth) / 2
+    loss = (torch.tanh(albedo) - d.albedo.detach()).abs().mean()
+    loss = loss + (model.depth_from_raw(shape[:, 0]) - d.depth.detach()).abs().mean() / span
+    if cfg.layers:
+        assert d.alpha is not None
+        loss = loss + (model.alpha_from_raw(shape[:, 1]) - d.alpha.detach()).abs().mean()
+    return loss
 
 
 def decomposition_loss(
@@ -239,9 +263,15 @@ def decomposition_loss(
         gauge = cfg.light_gauge * (d.light[:, 7].mean() / 0.1) ** 2
         terms["light_gauge"] = gauge.item()
         total = total + gauge
-    if cfg.view_cycle > 0:
-        cycle = cfg.view_cycle * view_cycle_loss(cfg, model, renderer, d)
-        terms["view_cycle"] = cycle.item()
-        total = total + cycle
+    if cfg.view_cycle > 0 or cfg.map_cycle > 0:
+        image, view = cycle_render(cfg, model, renderer, d)
+        if cfg.view_cycle > 0:
+            cycle = cfg.view_cycle * view_cycle_loss(cfg, model, image, view)
+            terms["view_cycle"] = cycle.item()
+            total = total + cycle
+        if cfg.map_cycle > 0:
+            cycle = cfg.map_cycle * map_cycle_loss(model, image, d)
+            terms["map_cycle"] = cycle.item()
+            total = total + cycle
     terms["total"] = total.item()
     return StepOutput(total=total, terms=terms, decomposition=d, recon=rendered.image, mask=rendered.mask)

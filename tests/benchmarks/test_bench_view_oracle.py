@@ -52,3 +52,15 @@ def test_quick_mode_teaches_releases_and_resumes(tmp_path):
     del doc["1"]
     scores.write_text(json.dumps(doc))
     assert V.main(argv) == first
+    # --set changes what is taught: a run of its own
+    changed = V.main(argv + ["--set", "decompose.depth_residual=0.01"])
+    assert len(list((tmp_path / "cache").glob("recipe-*/taught"))) == 2 and changed[0]["steps"] == 3
+
+
+def test_cache_key_leaves_later_settings_out_at_their_old_value():
+    from benchmarks.bench_decompose import stable_settings
+    from facedis_aug.decompose import DecomposeConfig
+
+    cfg = DecomposeConfig(image_size=32)
+    assert "map_cycle" not in stable_settings(cfg, V.LATER_SETTINGS) and "lr" in stable_settings(cfg, V.LATER_SETTINGS)
+    assert stable_settings(DecomposeConfig(image_size=32, map_cycle=1.0), V.LATER_SETTINGS)["map_cycle"] == 1.0

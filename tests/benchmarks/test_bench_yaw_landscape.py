@@ -83,3 +83,48 @@ def test_world_part_maps_put_the_neck_below_and_the_hair_above_the_face():
     assert centre(faces["body"]) > 24 and centre(faces["hair"]) < 14, (centre(faces["body"]), centre(faces["hair"]))
     face = faces["alpha_face"]
     assert 12 < centre(face) < 20 and 0.3 * faces["alpha"].sum() < face.sum() < 0.8 * faces["alpha"].sum()
+
+
+def test_distances_by_name_have_their_known_values():
+    import pytest
+
+    x = torch.zeros(2, 3, 4, 4)
+    r = x.clone()
+    r[0] += 0.5  # every pixel off by 0.5
+    r[1, :, :2] += 2.0  # half the pixels off by 2
+    assert L.distance("l1")(r, x).tolist() == pytest.approx([0.5, 1.0])
+    assert L.distance("l2")(r, x).tolist() == pytest.approx([0.25, 2.0])
+    assert L.distance("trunc:0.3")(r, x).tolist() == pytest.approx([0.3, 0.15])
+    assert L.distance("cauchy:0.5")(r, x).tolist() == pytest.approx([float(torch.log(torch.tensor(2.0))),
+                                                                      float(torch.log(torch.tensor(5.0))) / 2])
+    assert L.distance("rvgg")(x, x).abs().max() == 0
+    with pytest.raises(ValueError, match="unknown distance"):
+        L.distance("trunc")
+
+
+def test_truth_rows_score_the_world_layer_at_the_truth_and_at_its_best():
+    from dataclasses import replace
+
+    from facedis_aug.decompose import DecomposeConfig, Decomposer
+
+    torch.manual_seed(0)
+    cfg = DecomposeConfig(image_size=16, channels=4, bottleneck=8, head_channels=4, conf_channels=4, conf_bottleneck=4)
+    model = Decomposer(cfg).eval()
+    faces = L.world_faces(16, identities=1, seed=0, flat=False, parts=True)
+    with torch.no_grad():
+        d = model(faces["image"])
+        # images drawn by the model from the world's own face layer at the true yaws: that layer scores 0 there
+        world = replace(d, albedo=faces["albedo"], depth=faces["depth"], alpha=faces["alpha"], light=faces["light"],
+                        view=torch.zeros_like(d.view))
+        world.view[:, 1] = faces["yaw"]
+        faces["image"] = model.reconstruct(L.renderer_for(cfg), world).image
+        d = model(faces["image"])
+    rows = {r["reconstruction"]: r for r in L.truth_rows(model, faces, d, identities=1)}
+    assert len(rows) == 6
+    assert all(rows["world head layer and light, true yaw"][f"true {y}"] == 0 for y in L.YAWS)
+    assert all(rows["world head layer and light, its best yaw"][f"true {y}"] == 0 for y in L.YAWS)
+    # the untrained nets' own maps do not draw these faces
+    assert all(rows["own maps, own view"][f"true {y}"] > 0.01 for y in L.YAWS)
+    face = [rows["world face layer (no hair, neck) and light, true yaw"][f"true {y}"] for y in L.YAWS]
+    best = [rows["world face layer (no hair, neck) and light, its best yaw"][f"true {y}"] for y in L.YAWS]
+    assert all(b <= f for b, f in zip(best, face)) and min(face) > 0

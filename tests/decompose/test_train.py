@@ -21,7 +21,8 @@ from facedis_aug.decompose import (
     train_decomposer,
 )
 from facedis_aug.decompose.sources import alternating_sampler
-from facedis_aug.decompose.losses import gradient_l1, partners_of, vgg16_relu3_3, view_cycle_loss
+from facedis_aug.decompose.losses import (cycle_render, gradient_l1, map_cycle_loss, partners_of, vgg16_relu3_3,
+                                          view_cycle_loss)
 from facedis_aug.ops import save_safetensors
 
 TINY = dict(image_size=32, channels=8, bottleneck=16, head_channels=4, conf_channels=4, conf_bottleneck=8,
@@ -97,7 +98,8 @@ def test_view_cycle_reads_back_rendered_views_and_trains_only_the_view_head():
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     d = model(x)
     gen = torch.Generator().manual_seed(5)
-    loss = view_cycle_loss(cfg, model, renderer, d, gen)
+    image, view = cycle_render(cfg, model, renderer, d, gen)
+    loss = view_cycle_loss(cfg, model, image, view)
     # the zero-initialised view head reads every render as frontal, so the loss is the mean of
     # |pitch| / pitch_range, |yaw| / rot_range (and 0 for the kept roll) over the drawn views
     u = torch.rand(4, 2, generator=torch.Generator().manual_seed(5)) * 2 - 1
@@ -109,6 +111,33 @@ def test_view_cycle_reads_back_rendered_views_and_trains_only_the_view_head():
     assert grads["net_view"] > 0 and grads["net_depth"] == grads["net_albedo"] == grads["net_light"] == 0
     out = decomposition_loss(cfg, model, renderer, x)
     assert out.terms["view_cycle"] > 0
+
+
+def test_map_cycle_is_zero_for_view_blind_maps_and_trains_only_the_map_nets():
+    torch.manual_seed(0)
+    cfg = _cfg(mutual=False, map_cycle=1.0, confidence="fixed")
+    model, renderer = Decomposer(cfg), Renderer(32)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    d = model(x)
+    image, _ = cycle_render(cfg, model, renderer, d, torch.Generator().manual_seed(5))
+    loss = map_cycle_loss(model, image, d)
+    assert loss.item() > 0
+    loss.backward()
+    grads = {n: sum(float(p.grad.abs().sum()) for p in getattr(model, n).parameters() if p.grad is not None)
+             for n in ("net_view", "net_depth", "net_albedo", "net_light", "net_conf")}
+    assert grads["net_depth"] > 0 and grads["net_albedo"] > 0
+    assert grads["net_view"] == grads["net_light"] == grads["net_conf"] == 0
+    # maps that do not depend on the image (last convs' weights zeroed, biases kept) read every render
+    # back exactly: the loss is 0
+    with torch.no_grad():
+        for net in (model.net_depth, model.net_albedo):
+            net.net[-1].weight.zero_()
+            net.net[-1].bias.uniform_(-0.5, 0.5)
+    d = model(x)
+    image, _ = cycle_render(cfg, model, renderer, d, torch.Generator().manual_seed(5))
+    assert map_cycle_loss(model, image, d).item() == pytest.approx(0.0, abs=1e-7)
+    out = decomposition_loss(cfg, model, renderer, x)
+    assert "view_cycle" not in out.terms and out.terms["map_cycle"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_partners_are_other_images_of_the_batch():
