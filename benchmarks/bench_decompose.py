@@ -26,6 +26,8 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-face                 world-plain with the prior ellipse (0.6, 0.8) at the default ring 1.3
     world-plain(-face-ring11)-uniform  the same trained on world faces of uniform yaw in [-90, 90] (an upper
                                      bound for Sec. 3.4's augmentation: profiles the casia-like data lacks)
+    world-plain(-face-ring11)-head-from-depth  the head surface, started from world-plain(-face-ring11)'s
+                                     3000-step weights
     world-plain-face-ring11-wide     world-plain-face-ring11 with the albedo/depth nets twice as wide (32 ch, 128-d)
     mixed-aug-warm-face-ring11       mixed-aug-warm (the tiny recipe's) with the prior ellipse (0.6, 0.8) and ring 1.1
     mixed-plain-aug-face-ring11      the same without mutual reconstruction
@@ -119,6 +121,15 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {**WARM, **FACE_LAYER}},
     "mixed-plain-aug-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": True, "cfg": {**WARM, **FACE_LAYER}},
     "mixed-plain-face-ring11": {"data": "mixed", "mutual": False, "yaw_aug": False, "cfg": FACE_LAYER},
+    # the head surface started from the depth surface's trained weights (the view head keeps its reading; the maps'
+    # pixels are reinterpreted over longitude and latitude, which start with the same silhouette): released from an
+    # oracle-taught yaw, the head surface kept slope 0.50-0.58 where the depth surface fell to 0.38-0.40
+    # (view_oracle_head_*.md), so does it climb from an unsupervised start that already reads some yaw?
+    "world-plain-head-from-depth": {"data": "world", "mutual": False, "yaw_aug": False, "cfg": {"surface": "head"},
+                                    "init": "world-plain", "init_steps": 3000},
+    "world-plain-face-ring11-head-from-depth": {"data": "world", "mutual": False, "yaw_aug": False,
+                                                "cfg": {**FACE_LAYER, "surface": "head"},
+                                                "init": "world-plain-face-ring11", "init_steps": 3000},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
@@ -145,7 +156,8 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-cycle90", "world-plain-grad", "world-plain-grad-cycle01", "world-plain-frontal",
             "world-plain-from-harness", "world-plain-ring11", "world-plain-face-ring11",
             "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
-            "mixed-plain-face-ring11", "world-plain-face"}
+            "mixed-plain-face-ring11", "world-plain-face", "world-plain-head-from-depth",
+            "world-plain-face-ring11-head-from-depth"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
