@@ -12,6 +12,9 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-plain-single-mesh          world-plain with unsup3d's single mesh instead of face + background layers
     world-plain, world-mutual        world images with the recipe's (CASIA-like) pose distribution; no w,
                                      so no yaw augmentation is possible
+    world-mutual-face-ring11         world-mutual with the prior ellipse (0.6, 0.8) and ring 1.1 (random partners)
+    world-pairs(-face-ring11(-head)) world-mutual whose partners are another photo of the same person
+                                     (decompose.identity_pairs), (face-sized layer, ring 1.1, (head surface))
     world-plain-head                 world-plain with the head surface (radius over longitude/latitude)
     world-plain-wide                 world-plain with the albedo/depth nets twice as wide (32 ch, 128-d)
     world-plain-relief003            world-plain with depth_residual 0.03
@@ -41,6 +44,8 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-aug-eps01                  mixed-aug with the swap probability 0.1 (the paper's FFHQ setting)
     mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
                                      image-gradient L1 at 1, or the light gauge at 1)
+    mixed-pairs-aug-warm(-face-ring11)  mixed-aug-warm with identity pairs (world: two photos of a person;
+                                     generator: a sample and its Sec. 3.4 edit), (face-sized layer, ring 1.1)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
@@ -69,7 +74,7 @@ from benchmarks.decompose_eval import constant_baseline, decomposition_picture, 
 from facedis_aug.data.stream import make_source, training_batches
 from facedis_aug.decompose import load_decomposer, train_decomposer
 from facedis_aug.decompose.harness import HARNESS_GEOMETRY
-from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, stream_sampler
+from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, identity_pair_sampler, stream_sampler
 from facedis_aug.ops.dataconf import to_dict
 from facedis_aug.ops.io import read_json, write_json
 from facedis_aug.recipe import load_recipe
@@ -131,6 +136,14 @@ ARMS: dict[str, dict[str, Any]] = {
                                                 "cfg": {**FACE_LAYER, "surface": "head"},
                                                 "init": "world-plain-face-ring11", "init_steps": 3000},
     "world-mutual": {"data": "world", "mutual": True, "yaw_aug": False},
+    # mutual reconstruction between two photos of the same person (decompose.identity_pairs: a recognition
+    # set's identity folders; no pose label): the swapped reconstruction becomes a second view of the same head
+    "world-pairs": {"data": "world", "mutual": True, "yaw_aug": False, "cfg": {"identity_pairs": True}},
+    "world-mutual-face-ring11": {"data": "world", "mutual": True, "yaw_aug": False, "cfg": FACE_LAYER},
+    "world-pairs-face-ring11": {"data": "world", "mutual": True, "yaw_aug": False,
+                                "cfg": {**FACE_LAYER, "identity_pairs": True}},
+    "world-pairs-face-ring11-head": {"data": "world", "mutual": True, "yaw_aug": False,
+                                     "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -144,6 +157,11 @@ ARMS: dict[str, dict[str, Any]] = {
                             "cfg": {**WARM, "gradient_weight": 1.0}},
     "mixed-aug-mconf": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {"mutual_confidence": "learned"}},
     "mixed-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": WARM},
+    # the same with identity pairs: world steps pair two photos of a person, generator steps a sample and its
+    # Sec. 3.4 edit (decompose.identity_pairs)
+    "mixed-pairs-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {**WARM, "identity_pairs": True}},
+    "mixed-pairs-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True,
+                                         "cfg": {**WARM, **FACE_LAYER, "identity_pairs": True}},
     # + the light's mean elevation pinned to the camera's height (decompose.light_gauge)
     "mixed-aug-warm-lgauge": {"data": "mixed", "mutual": True, "yaw_aug": True,
                               "cfg": {**WARM, "light_gauge": 1.0}},
@@ -157,7 +175,9 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-from-harness", "world-plain-ring11", "world-plain-face-ring11",
             "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
             "mixed-plain-face-ring11", "world-plain-face", "world-plain-head-from-depth",
-            "world-plain-face-ring11-head-from-depth"}
+            "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
+            "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11",
+            "world-pairs-face-ring11-head"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -190,7 +210,7 @@ def arm_data(recipe: Any, arm: str) -> Any:
 # decompose settings added after arms were cached, with the value every earlier arm ran at: left out of the
 # cache key at that value, so that earlier arms keep their hash
 LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
-                  "map_cycle": 0.0}
+                  "map_cycle": 0.0, "identity_pairs": False}
 
 
 def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +281,11 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
         return train_decomposer(cfg, ViewHarness(cfg.image_size, 64, seed=seed).sampler(cfg.batch), run_dir, seed=seed)
     if spec["data"] in ("world", "mixed"):
         source = make_source(arm_data(recipe, arm), args.data_resolution)
-        world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start), cfg.image_size)
+        if cfg.identity_pairs:
+            world = identity_pair_sampler(source, cfg.image_size, cfg.batch, seed)
+        else:
+            world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start),
+                                   cfg.image_size)
         if spec["data"] == "world":
             return train_decomposer(cfg, world, run_dir, seed=seed, init=init)
     G, _ = load_G(args)

@@ -113,8 +113,14 @@ def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
         from .data.stream import make_source, training_batches
 
         source = make_source(recipe.data, G.resolution)
-        data = stream_sampler(lambda start: training_batches(
-            source, cfg.batch, seed=recipe.run.seed, start_step=start, num_workers=recipe.data.num_workers), cfg.image_size)
+        if cfg.identity_pairs:
+            from .decompose.sources import identity_pair_sampler
+
+            data = identity_pair_sampler(source, cfg.image_size, cfg.batch, recipe.run.seed)
+        else:
+            data = stream_sampler(lambda start: training_batches(
+                source, cfg.batch, seed=recipe.run.seed, start_step=start, num_workers=recipe.data.num_workers),
+                cfg.image_size)
         sampler = data if cfg.source == "data" else alternating_sampler(data, sampler)
     path = train_decomposer(
         cfg, sampler, ctx.stage_dir("decompose"), seed=recipe.run.seed, device=ctx.device,

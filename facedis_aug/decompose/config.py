@@ -235,6 +235,13 @@ class DecomposeConfig(DecomposerConfig):
     vgg_weights: Optional[str] = None  # local VGG16 weights file; absent: perceptual loss skipped (ours)
     mutual: bool = True  # mutual reconstruction on/off (paper Sec. 3.2)
     mutual_eps: float = 0.5  # weight of the swapped reconstruction: 0.5 CASIA, 0.1 FFHQ (paper Sec. 4.2)
+    # the mutual partner of image i is the other image of its pair (2k, 2k+1), a second photo of the same
+    # person, not image i - 1 (ours; the paper swaps with any other face): the data's batches come as
+    # same-identity pairs, as a recognition set's identity folders give them (`sources.identity_pair_sampler`,
+    # synthetic world only for now), and in generator batches, once v_yaw is fitted, image 2k+1 is Sec. 3.4's
+    # edit of image 2k (instead of aug_share). The canonical maps read off one view must then draw the other
+    # at its own view, which a yaw compressed to suit one photo's blurred maps does worse.
+    identity_pairs: bool = False
 
     # --- yaw augmentation (paper Sec. 3.4) ---
     yaw_aug: bool = True  # train on G(w') extrapolated along v_yaw (needs w and a generator)
@@ -279,3 +286,6 @@ class DecomposeConfig(DecomposerConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mutual and self.batch < 2:
             raise ValueError("mutual reconstruction needs batch >= 2 (partners come from the batch)")
+        if self.identity_pairs and (self.batch % 2 or not self.mutual):
+            raise ValueError(f"identity_pairs needs mutual: true and an even batch, got mutual {self.mutual}, "
+                             f"batch {self.batch}")

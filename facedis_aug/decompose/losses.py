@@ -132,8 +132,11 @@ class StepOutput:
     mask: Tensor  # [B, S, S] its valid mask
 
 
-def partners_of(x: Tensor) -> Tensor:
-    """The partner of image i is image i - 1 of the batch (a roll): every image has a different one."""
+def partners_of(x: Tensor, pairs: bool = False) -> Tensor:
+    """The partner of image i is image i - 1 of the batch (a roll): every image has a different one.
+    pairs: image i ^ 1, the other image of its pair (DecomposeConfig.identity_pairs; B even)."""
+    if pairs:
+        return x.unflatten(0, (-1, 2)).flip(1).flatten(0, 1)
     return torch.roll(x, shifts=1, dims=0)
 
 
@@ -250,8 +253,9 @@ def decomposition_loss(
     total = own
     if cfg.mutual:
         # swap albedo and depth with the partner; view and light stay the image's own (Sec. 3.2)
-        mconf, mconf_perc = model.mutual_confidence(images, partners_of(images))
-        mutual, _ = _reconstruction_loss(cfg, renderer, images, partners_of(d.albedo), partners_of(d.depth), d,
+        pairs = cfg.identity_pairs
+        mconf, mconf_perc = model.mutual_confidence(images, partners_of(images, pairs))
+        mutual, _ = _reconstruction_loss(cfg, renderer, images, partners_of(d.albedo, pairs), partners_of(d.depth, pairs), d,
                                          mconf, mconf_perc, perceptual, terms, "mutual_")
         terms["mutual_recon"] = mutual.item()
         total = (1.0 - cfg.mutual_eps) * own + cfg.mutual_eps * mutual

@@ -61,3 +61,40 @@ def alternating_sampler(even: Sampler, odd: Sampler) -> Sampler:
         return (even if step % 2 == 0 else odd)(step // 2)
 
     return sampler
+
+
+
+def identity_pair_params(faces: Any, indices: Tensor) -> Any:
+    """`faces.params(indices)` (a `SyntheticFaces`) with image 2k+1 given the identity of image 2k: one
+    person in two photos, each with its own pose, light, background and noise. indices [B], B even."""
+    import dataclasses
+
+    if not (hasattr(faces, "params") and hasattr(faces, "world")):
+        raise TypeError(f"identity pairs need the synthetic world (SyntheticFaces), got {type(faces).__name__}")
+    if indices.ndim != 1 or indices.shape[0] % 2:
+        raise ValueError(f"identity pairs need an even number of indices [B], got {tuple(indices.shape)}")
+    p = faces.params(indices)
+    ident = p.identity.clone()
+    ident[1::2] = ident[0::2]
+    return dataclasses.replace(p, identity=ident, id_code=faces.world.identity_code(ident))
+
+
+def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampler:
+    """Sampler of same-identity pairs from the synthetic world (`identity_pair_params`), as the identity
+    folders of a face-recognition set give them (decompose.identity_pairs). No pose label is used: only
+    which images show the same person. The batch of a step is the world stream's images of that step
+    (`training_batches`' indices), the odd ones re-rendered as their even neighbour's person."""
+    from ..data.stream import step_indices
+
+    if batch < 2 or batch % 2:
+        raise ValueError(f"identity pairs need an even batch >= 2, got {batch}")
+    identity_pair_params(faces, torch.zeros(0, dtype=torch.long))  # the same checks, before training starts
+    n = len(faces)
+
+    @torch.no_grad()
+    def sampler(step: int) -> tuple[Tensor, None]:
+        p = identity_pair_params(faces, torch.from_numpy(step_indices(n, batch, seed, step)))
+        images = faces.world.render(p)["image"].float()
+        return resize_square(images * 2.0 - 1.0, size), None
+
+    return sampler

@@ -218,21 +218,31 @@ def train_decomposer(
 
         # --- Sec. 3.4: refresh v_yaw every aug_every steps, replace a share of the batch by G(w') ---
         n_aug, updated = 0, False
+        natural = torch.arange(b, device=device)  # the batch's own samples, whose (w, yaw) v_yaw is fitted on
         if use_aug:
             w = w.to(device, torch.float32)
             if aug is None:
                 aug = YawAugmentation(cfg, w.shape[1], device)
             if step >= aug.next_update and step >= cfg.aug_start:
                 updated, aug.next_update = aug.update(), step + cfg.aug_every
-            n_aug = int(round(cfg.aug_share * b)) if aug.v is not None else 0
+            if aug.v is not None:
+                # identity pairs: image 2k+1 becomes the edit of image 2k, a second view of the same face and
+                # its mutual partner; otherwise the last aug_share of the batch is replaced by edits of its own w
+                edited = (torch.arange(1, b, 2, device=device) if cfg.identity_pairs
+                          else torch.arange(b - int(round(cfg.aug_share * b)), b, device=device))
+                n_aug = len(edited)
             if n_aug > 0:
                 # same draw on resume; a seed mix unlike a sampler's usual seed * K + step, so that the
                 # s draws are not the same random stream as the batch's z
                 gen = torch.Generator().manual_seed((seed + 1) * 2_147_483_629 + step * 7_919 + 17)
-                w_aug, _ = aug.edit(w[b - n_aug:], gen)
+                w_aug, _ = aug.edit(w[edited - 1 if cfg.identity_pairs else edited], gen)
                 with torch.no_grad():
                     fake = _fit_size(generator(w_aug).to(device, torch.float32), cfg.image_size, "generator")
-                images = torch.cat([images[: b - n_aug], fake], 0)
+                images = images.clone()
+                images[edited] = fake
+                keep = torch.ones(b, dtype=torch.bool, device=device)
+                keep[edited] = False
+                natural = natural[keep]
 
         model.train()
         out = decomposition_loss(cfg, model, renderer, images, perceptual)
@@ -242,7 +252,7 @@ def train_decomposer(
         out.total.backward()
         opt.step()
         if use_aug:  # pairs of natural samples only: the regression describes the generator's own w
-            aug.record(w[: b - n_aug], out.decomposition.view[: b - n_aug, 1])
+            aug.record(w[natural], out.decomposition.view[natural, 1])
 
         done = step + 1
         if step % cfg.log_every == 0 or done == cfg.iterations:

@@ -143,6 +143,49 @@ def test_map_cycle_is_zero_for_view_blind_maps_and_trains_only_the_map_nets():
 def test_partners_are_other_images_of_the_batch():
     x = torch.arange(5.0)
     assert partners_of(x).tolist() == [4.0, 0.0, 1.0, 2.0, 3.0]
+    assert partners_of(torch.arange(6.0), pairs=True).tolist() == [1.0, 0.0, 3.0, 2.0, 5.0, 4.0]
+
+
+def test_identity_pairs_swap_the_maps_within_each_pair():
+    # pairs of identical images [a, a, b, b]: the pair's partner has the image's own maps, so its swapped
+    # reconstruction equals its own; the roll's partner (image i - 1) crosses pairs and does not
+    torch.manual_seed(0)
+    x = (torch.rand(2, 3, 32, 32) * 2 - 1).repeat_interleave(2, 0)
+    for pairs in (True, False):
+        cfg = _cfg(confidence="fixed", identity_pairs=pairs)
+        torch.manual_seed(1)
+        out = decomposition_loss(cfg, Decomposer(cfg), Renderer(32), x)
+        assert (abs(out.terms["mutual_l1"] - out.terms["l1"]) < 1e-6) == pairs
+
+
+def test_identity_pairs_need_mutual_reconstruction_and_an_even_batch():
+    with pytest.raises(ValueError, match="identity_pairs"):
+        _cfg(identity_pairs=True, mutual=False)
+    with pytest.raises(ValueError, match="identity_pairs"):
+        _cfg(identity_pairs=True, batch=5)
+
+
+def test_identity_pair_sampler_gives_one_person_in_two_photos_per_pair():
+    from facedis_aug import SyntheticFaces
+    from facedis_aug.data.stream import step_indices
+    from facedis_aug.decompose.sources import identity_pair_params, identity_pair_sampler
+
+    faces = SyntheticFaces(500, resolution=16, num_identities=40, pose="uniform")
+    p = identity_pair_params(faces, torch.from_numpy(step_indices(500, 8, 0, 2)))
+    plain = faces.params(p.index)
+    assert torch.equal(p.identity[1::2], p.identity[0::2]) and torch.equal(p.identity[0::2], plain.identity[0::2])
+    assert torch.equal(p.id_code[1::2], p.id_code[0::2])
+    # each photo keeps its own pose, light and background
+    assert torch.equal(p.yaw, plain.yaw) and torch.equal(p.img_code, plain.img_code)
+    assert (p.yaw[1::2] != p.yaw[0::2]).all()
+    sampler = identity_pair_sampler(faces, 32, 8, seed=0)
+    images, w = sampler(2)
+    assert w is None and images.shape == (8, 3, 32, 32) and -1.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert torch.equal(images, sampler(2)[0]) and not torch.equal(images, sampler(3)[0])
+    with pytest.raises(ValueError, match="even batch"):
+        identity_pair_sampler(faces, 32, 7, seed=0)
+    with pytest.raises(TypeError, match="synthetic world"):
+        identity_pair_sampler([torch.zeros(3, 16, 16)] * 4, 32, 4, seed=0)
 
 
 @pytest.mark.parametrize("mutual", [True, False])
@@ -313,6 +356,23 @@ def test_yaw_aug_switch_in_training(tmp_path, yaw_aug):
         assert stats[-1]["v_yaw_updates"] == 2 and stats[-1]["sigma_w"] > 0
     else:
         assert not gen.calls and all(r["n_aug"] == 0 for r in stats) and "v_yaw_updates" not in stats[-1]
+
+
+def test_identity_pairs_make_each_odd_sample_the_yaw_edit_of_its_even_neighbour(tmp_path):
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=12, aug_buffer=16, identity_pairs=True)
+    train_decomposer(cfg, _sampler(gen), tmp_path, seed=0, generator=gen)
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [r["n_aug"] for r in stats] == [0] * 10 + [2, 2]
+    assert len(gen.calls) == 2
+    def along_one_direction(move: torch.Tensor) -> bool:
+        return float(torch.nn.functional.cosine_similarity(move[0], move[1], dim=0).abs()) > 0.9999
+
+    for step, call in zip((10, 11), gen.calls):
+        w = _sampler(gen)(step)[1]
+        # Eq. 4 moves w only along v_yaw: the edits start from the even samples, not from the last two (which
+        # the unpaired augmentation edits)
+        assert along_one_direction(call - w[0::2]) and not along_one_direction(call - w[2:])
 
 
 def test_alternating_sampler_gives_each_source_its_own_steps_in_order():
