@@ -44,8 +44,11 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-aug-eps01                  mixed-aug with the swap probability 0.1 (the paper's FFHQ setting)
     mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
                                      image-gradient L1 at 1, or the light gauge at 1)
-    mixed-pairs-aug-warm(-face-ring11)  mixed-aug-warm with identity pairs (world: two photos of a person;
-                                     generator: a sample and its Sec. 3.4 edit), (face-sized layer, ring 1.1)
+    mixed-pairs-aug-warm(-face-ring11(-head))  mixed-aug-warm with identity pairs (world: two photos of a
+                                     person; generator: a sample and its Sec. 3.4 edit), (face-sized layer,
+                                     ring 1.1, (head surface))
+    world-pairs-face-ring11-head-from-depth  the head surface with pairs, from world-pairs-face-ring11's weights
+    gan-pairs-aug(-face-ring11-head) gan-aug with identity pairs (a sample and its Sec. 3.4 edit), (...)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
@@ -140,6 +143,11 @@ ARMS: dict[str, dict[str, Any]] = {
     # set's identity folders; no pose label): the swapped reconstruction becomes a second view of the same head
     "world-pairs": {"data": "world", "mutual": True, "yaw_aug": False, "cfg": {"identity_pairs": True}},
     "world-mutual-face-ring11": {"data": "world", "mutual": True, "yaw_aug": False, "cfg": FACE_LAYER},
+    # the head surface (which from scratch turned its canonical frame away from the camera on seed 1) started from
+    # world-pairs-face-ring11's weights, with pairs
+    "world-pairs-face-ring11-head-from-depth": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True},
+                                                "init": "world-pairs-face-ring11", "init_steps": 3000},
     "world-pairs-face-ring11": {"data": "world", "mutual": True, "yaw_aug": False,
                                 "cfg": {**FACE_LAYER, "identity_pairs": True}},
     "world-pairs-face-ring11-head": {"data": "world", "mutual": True, "yaw_aug": False,
@@ -162,6 +170,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-pairs-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {**WARM, "identity_pairs": True}},
     "mixed-pairs-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True,
                                          "cfg": {**WARM, **FACE_LAYER, "identity_pairs": True}},
+    "mixed-pairs-aug-warm-face-ring11-head": {"data": "mixed", "mutual": True, "yaw_aug": True,
+                                              "cfg": {**WARM, **FACE_LAYER, "surface": "head", "identity_pairs": True}},
+    "gan-pairs-aug": {"data": "gan", "mutual": True, "yaw_aug": True, "cfg": {"identity_pairs": True}},
+    "gan-pairs-aug-face-ring11-head": {"data": "gan", "mutual": True, "yaw_aug": True,
+                                       "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True}},
     # + the light's mean elevation pinned to the camera's height (decompose.light_gauge)
     "mixed-aug-warm-lgauge": {"data": "mixed", "mutual": True, "yaw_aug": True,
                               "cfg": {**WARM, "light_gauge": 1.0}},
@@ -176,8 +189,9 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
             "mixed-plain-face-ring11", "world-plain-face", "world-plain-head-from-depth",
             "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
-            "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11",
-            "world-pairs-face-ring11-head"}
+            "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "mixed-pairs-aug-warm-face-ring11-head",
+            "gan-pairs-aug", "gan-pairs-aug-face-ring11-head",
+            "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]

@@ -79,22 +79,53 @@ def identity_pair_params(faces: Any, indices: Tensor) -> Any:
     return dataclasses.replace(p, identity=ident, id_code=faces.world.identity_code(ident))
 
 
+
 def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampler:
-    """Sampler of same-identity pairs from the synthetic world (`identity_pair_params`), as the identity
-    folders of a face-recognition set give them (decompose.identity_pairs). No pose label is used: only
-    which images show the same person. The batch of a step is the world stream's images of that step
-    (`training_batches`' indices), the odd ones re-rendered as their even neighbour's person."""
+    """Sampler of same-identity pairs (decompose.identity_pairs): images 2k and 2k+1 of a batch show one
+    person in two photos. No pose label is used: only which images show the same person.
+
+    `faces`: the synthetic world (`SyntheticFaces`: image 2k+1 is the stream's own image re-rendered as
+    2k's person, `identity_pair_params`) or a dataset of `(image [3, R, R] in [0, 1], identity)` items with
+    a `targets` list (`ImageFolderFaces`: the identity is the top sub-folder; `RecordFaces`: the label):
+    image 2k+1 is another image of 2k's identity, drawn with a generator seeded by the step (2k itself
+    when its identity has a single image). The images 2k walk a seeded permutation of the data
+    (`step_indices`), so a step's batch is a function of the step."""
     from ..data.stream import step_indices
 
     if batch < 2 or batch % 2:
         raise ValueError(f"identity pairs need an even batch >= 2, got {batch}")
-    identity_pair_params(faces, torch.zeros(0, dtype=torch.long))  # the same checks, before training starts
     n = len(faces)
+    if hasattr(faces, "params") and hasattr(faces, "world"):
 
-    @torch.no_grad()
+        @torch.no_grad()
+        def render(step: int) -> Tensor:
+            p = identity_pair_params(faces, torch.from_numpy(step_indices(n, batch, seed, step)))
+            return faces.world.render(p)["image"].float()
+    elif hasattr(faces, "targets") and hasattr(faces, "__getitem__"):
+        groups: dict[Any, list[int]] = {}
+        for j, t in enumerate(faces.targets):
+            groups.setdefault(t, []).append(j)
+        if len(groups) == 1:
+            print(f"identity pairs: all {n} images are one identity (no sub-folders or labels): pairs are two "
+                  "random images")
+
+        def render(step: int) -> Tensor:
+            first = step_indices(n, batch // 2, seed, step)
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            idx = []
+            for j in first.tolist():
+                same = groups[faces.targets[j]]
+                k = same[int(torch.randint(len(same) - 1, (1,), generator=gen))] if len(same) > 1 else j
+                idx += [j, k if k != j else same[-1]]
+            return torch.stack([faces[j][0] for j in idx]).float()
+    else:
+        raise TypeError(f"identity pairs need the synthetic world or a dataset with identity targets, got "
+                        f"{type(faces).__name__}")
+
     def sampler(step: int) -> tuple[Tensor, None]:
-        p = identity_pair_params(faces, torch.from_numpy(step_indices(n, batch, seed, step)))
-        images = faces.world.render(p)["image"].float()
+        images = render(step)
+        if images.ndim != 4 or images.shape[0] != batch or images.shape[1] != 3:
+            raise ValueError(f"identity pairs: images must be [{batch}, 3, R, R], got {tuple(images.shape)}")
         return resize_square(images * 2.0 - 1.0, size), None
 
     return sampler

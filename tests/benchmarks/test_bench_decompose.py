@@ -45,10 +45,11 @@ def test_yaw_scores_known_answers():
 
 
 def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
-    argv = ["--quick", "--arms", "world-mutual", "gan-aug", "harness", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
+    argv = ["--quick", "--arms", "world-mutual", "gan-aug", "harness", "world-pairs", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
     first = B.main(argv)
     doc = json.loads((tmp_path / "out" / "decompose_quick.json").read_text())
-    assert [r["arm"] for r in doc["rows"]] == ["constant (frontal, flat)", "world-mutual", "gan-aug", "harness"]
+    assert [r["arm"] for r in doc["rows"]] == ["constant (frontal, flat)", "world-mutual", "gan-aug", "harness",
+                                            "world-pairs"]
     assert doc["command"] and doc["machine"]["cpu"] and doc["date"]
     assert -1 <= first["results"]["harness"][0]["harness"]["r"] <= 1 and "harness: slope" in doc["notes"]
     for r in doc["rows"]:

@@ -108,15 +108,19 @@ def test_run_folder_from_before_the_encode_stage_resumes(micro_run, tmp_path):
     assert status["export"] == "skipped" and status["encode"] == "done"
 
 
-def test_decompose_stage_can_train_on_the_recipe_data(micro_run, tmp_path):
-    """decompose.source=data: the decomposer reads the recipe's images (no w, so no yaw augmentation)."""
+@pytest.mark.parametrize("pairs", ["false", "true"])
+def test_decompose_stage_can_train_on_the_recipe_data(micro_run, tmp_path, pairs):
+    """decompose.source=data: the decomposer reads the recipe's images (no w, so no yaw augmentation),
+    also as same-identity pairs."""
     import json
 
     out, _, _ = micro_run
     run = tmp_path / "data_src"
     shutil.copytree(out, run)
     shutil.rmtree(run / "decompose")
-    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["decompose.source=data", "run.stages=[decompose]"])
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["decompose.source=data", "run.stages=[decompose]",
+                                                                  f"decompose.identity_pairs={pairs}"])
+    assert recipe.decompose.identity_pairs == (pairs == "true")
     assert run_pipeline(recipe, run, verbose=False) == {"decompose": "done"}
     stats = [json.loads(line) for line in (run / "decompose" / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [0, 2] and all(s["n_aug"] == 0 and "v_yaw_updates" not in s for s in stats)

@@ -188,6 +188,28 @@ def test_identity_pair_sampler_gives_one_person_in_two_photos_per_pair():
         identity_pair_sampler([torch.zeros(3, 16, 16)] * 4, 32, 4, seed=0)
 
 
+def test_identity_pair_sampler_pairs_images_of_one_folder(tmp_path):
+    from facedis_aug.data.folder import ImageFolderFaces
+    from facedis_aug.decompose.sources import identity_pair_sampler
+
+    # identity c's images are grey c * 60 + 10 * k: the level says the folder, and k the photo
+    for c in range(3):
+        (tmp_path / f"person{c}").mkdir()
+        for k in range(3 if c < 2 else 1):
+            Image.new("RGB", (8, 8), (c * 60 + 10 * k,) * 3).save(tmp_path / f"person{c}" / f"{k}.png")
+    faces = ImageFolderFaces(tmp_path, 8)
+    sampler = identity_pair_sampler(faces, 8, 6, seed=1)
+    for step in range(4):
+        images, w = sampler(step)
+        level = ((images[:, 0, 0, 0] + 1) / 2 * 255).round()
+        person, photo = level // 60, level % 60
+        assert w is None and images.shape == (6, 3, 8, 8)
+        assert torch.equal(person[0::2], person[1::2])
+        # another photo of the person, unless the person has one only (person 2)
+        assert ((photo[0::2] != photo[1::2]) | (person[0::2] == 2)).all()
+        assert torch.equal(images, sampler(step)[0])
+
+
 @pytest.mark.parametrize("mutual", [True, False])
 def test_mutual_switch_changes_what_is_computed(mutual):
     torch.manual_seed(0)
