@@ -45,9 +45,11 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
                                      image-gradient L1 at 1, or the light gauge at 1)
     mixed-pairs-aug-warm(-face-ring11(-head))  mixed-aug-warm with identity pairs (world: two photos of a
-                                     person; generator: a sample and its Sec. 3.4 edit), (face-sized layer,
-                                     ring 1.1, (head surface))
-    world-pairs-face-ring11-head-from-depth  the head surface with pairs, from world-pairs-face-ring11's weights
+                                     person; generator: a sample and its Sec. 3.4 edit): the tiny recipe now,
+                                     (face-sized layer, ring 1.1, (head surface)). Other arms run without pairs
+                                     unless named so, whatever the recipe says
+    world-pairs-face-ring11-head-from-depth(-eps08)  the head surface with pairs, from world-pairs-face-ring11's
+                                     weights (with the swapped reconstruction's weight mutual_eps 0.8)
     gan-pairs-aug(-face-ring11-head) gan-aug with identity pairs (a sample and its Sec. 3.4 edit), (...)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
@@ -148,6 +150,10 @@ ARMS: dict[str, dict[str, Any]] = {
     "world-pairs-face-ring11-head-from-depth": {"data": "world", "mutual": True, "yaw_aug": False,
                                                 "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True},
                                                 "init": "world-pairs-face-ring11", "init_steps": 3000},
+    "world-pairs-face-ring11-head-from-depth-eps08": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                              "mutual_eps": 0.8},
+                                                      "init": "world-pairs-face-ring11", "init_steps": 3000},
     "world-pairs-face-ring11": {"data": "world", "mutual": True, "yaw_aug": False,
                                 "cfg": {**FACE_LAYER, "identity_pairs": True}},
     "world-pairs-face-ring11-head": {"data": "world", "mutual": True, "yaw_aug": False,
@@ -191,7 +197,8 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
             "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "mixed-pairs-aug-warm-face-ring11-head",
             "gan-pairs-aug", "gan-pairs-aug-face-ring11-head",
-            "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth"}
+            "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth",
+            "world-pairs-face-ring11-head-from-depth-eps08"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -206,9 +213,11 @@ def arm_config(recipe: Any, arm: str, steps: int) -> Any:
 
     spec = ARMS[arm]
     base = recipe.decompose
+    # identity pairs only where the arm names them (the tiny recipe's are on since 2026-12-06), so that every
+    # earlier arm keeps its meaning and its cache key; mixed-pairs-aug-warm is the tiny recipe now
+    cfg = {"identity_pairs": False, **spec.get("cfg", {})}
     return dataclasses.replace(base, iterations=steps, mutual=spec["mutual"], yaw_aug=spec["yaw_aug"],
-                               snapshot_every=max(steps, 1), checkpoint_every=max(1, min(500, steps)),
-                               **spec.get("cfg", {}))
+                               snapshot_every=max(steps, 1), checkpoint_every=max(1, min(500, steps)), **cfg)
 
 
 def arm_data(recipe: Any, arm: str) -> Any:

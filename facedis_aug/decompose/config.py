@@ -287,5 +287,5 @@ class DecomposeConfig(DecomposerConfig):
         if self.mutual and self.batch < 2:
             raise ValueError("mutual reconstruction needs batch >= 2 (partners come from the batch)")
         if self.identity_pairs and (self.batch % 2 or not self.mutual):
-            raise ValueError(f"identity_pairs needs mutual: true and an even batch, got mutual {self.mutual}, "
-                             f"batch {self.batch}")
+            raise ValueError(f"identity_pairs needs mutual: true and an even batch (the pairs are mutual partners), "
+                             f"got mutual {self.mutual}, batch {self.batch}; or set identity_pairs: false")
