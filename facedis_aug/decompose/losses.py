@@ -255,8 +255,8 @@ def decomposition_loss(
         # swap albedo and depth with the partner; view and light stay the image's own (Sec. 3.2)
         pairs = cfg.identity_pairs
         mconf, mconf_perc = model.mutual_confidence(images, partners_of(images, pairs))
-        mutual, _ = _reconstruction_loss(cfg, renderer, images, partners_of(d.albedo, pairs), partners_of(d.depth, pairs), d,
-                                         mconf, mconf_perc, perceptual, terms, "mutual_")
+        mutual, _ = _reconstruction_loss(cfg, renderer, images, partners_of(d.albedo, pairs), partners_of(d.depth, pairs),
+                                         d, mconf, mconf_perc, perceptual, terms, "mutual_")
         terms["mutual_recon"] = mutual.item()
         total = (1.0 - cfg.mutual_eps) * own + cfg.mutual_eps * mutual
     if cfg.pitch_gauge > 0:

@@ -3,6 +3,7 @@ setting) or any stream of images (a folder or the synthetic world, without w).
 
     sampler, synthesize = generator_sampler(G, size=64, batch=64, seed=0)
     sampler = stream_sampler(lambda start: training_batches(source, 64, seed=0, start_step=start))
+    sampler = identity_pair_sampler(source, size=64, batch=64, seed=0)   # two photos of a person per pair
 
 A sampler maps a step to (images [B, 3, size, size] in [-1, 1], w [B, d] or None) and is a pure
 function of the step, so a resumed run sees the batches an uninterrupted one sees. `G` is any
@@ -63,7 +64,6 @@ def alternating_sampler(even: Sampler, odd: Sampler) -> Sampler:
     return sampler
 
 
-
 def identity_pair_params(faces: Any, indices: Tensor) -> Any:
     """`faces.params(indices)` (a `SyntheticFaces`) with image 2k+1 given the identity of image 2k: one
     person in two photos, each with its own pose, light, background and noise. indices [B], B even."""
@@ -77,7 +77,6 @@ def identity_pair_params(faces: Any, indices: Tensor) -> Any:
     ident = p.identity.clone()
     ident[1::2] = ident[0::2]
     return dataclasses.replace(p, identity=ident, id_code=faces.world.identity_code(ident))
-
 
 
 def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampler:
