@@ -44,13 +44,13 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-aug-eps01                  mixed-aug with the swap probability 0.1 (the paper's FFHQ setting)
     mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
                                      image-gradient L1 at 1, or the light gauge at 1)
-    mixed-pairs-aug-warm(-face-ring11(-head))  mixed-aug-warm with identity pairs (world: two photos of a
-                                     person; generator: a sample and its Sec. 3.4 edit): the tiny recipe now,
-                                     (face-sized layer, ring 1.1, (head surface)). Other arms run without pairs
-                                     unless named so, whatever the recipe says
+    mixed-pairs-aug-warm(-face-ring11)  mixed-aug-warm with identity pairs (world: two photos of a person;
+                                     generator: a sample and its Sec. 3.4 edit): the tiny recipe now, (face-sized
+                                     layer, ring 1.1). Other arms run without pairs unless named so, whatever the
+                                     recipe says
     world-pairs-face-ring11-head-from-depth(-eps08)  the head surface with pairs, from world-pairs-face-ring11's
                                      weights (with the swapped reconstruction's weight mutual_eps 0.8)
-    gan-pairs-aug(-face-ring11-head) gan-aug with identity pairs (a sample and its Sec. 3.4 edit), (...)
+    gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
@@ -76,10 +76,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 from benchmarks.common import RESULTS, write_results
 from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate
-from facedis_aug.data.stream import make_source, training_batches
+from facedis_aug.data.stream import make_source
 from facedis_aug.decompose import load_decomposer, train_decomposer
 from facedis_aug.decompose.harness import HARNESS_GEOMETRY
-from facedis_aug.decompose.sources import alternating_sampler, generator_sampler, identity_pair_sampler, stream_sampler
+from facedis_aug.decompose.sources import alternating_sampler, data_sampler, generator_sampler
 from facedis_aug.ops.dataconf import to_dict
 from facedis_aug.ops.io import read_json, write_json
 from facedis_aug.recipe import load_recipe
@@ -176,11 +176,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "mixed-pairs-aug-warm": {"data": "mixed", "mutual": True, "yaw_aug": True, "cfg": {**WARM, "identity_pairs": True}},
     "mixed-pairs-aug-warm-face-ring11": {"data": "mixed", "mutual": True, "yaw_aug": True,
                                          "cfg": {**WARM, **FACE_LAYER, "identity_pairs": True}},
-    "mixed-pairs-aug-warm-face-ring11-head": {"data": "mixed", "mutual": True, "yaw_aug": True,
-                                              "cfg": {**WARM, **FACE_LAYER, "surface": "head", "identity_pairs": True}},
     "gan-pairs-aug": {"data": "gan", "mutual": True, "yaw_aug": True, "cfg": {"identity_pairs": True}},
-    "gan-pairs-aug-face-ring11-head": {"data": "gan", "mutual": True, "yaw_aug": True,
-                                       "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True}},
     # + the light's mean elevation pinned to the camera's height (decompose.light_gauge)
     "mixed-aug-warm-lgauge": {"data": "mixed", "mutual": True, "yaw_aug": True,
                               "cfg": {**WARM, "light_gauge": 1.0}},
@@ -195,8 +191,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "mixed-aug-warm-face-ring11", "mixed-plain-aug-face-ring11", "world-plain-face-ring11-wide",
             "mixed-plain-face-ring11", "world-plain-face", "world-plain-head-from-depth",
             "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
-            "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "mixed-pairs-aug-warm-face-ring11-head",
-            "gan-pairs-aug", "gan-pairs-aug-face-ring11-head",
+            "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "gan-pairs-aug",
             "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth",
             "world-pairs-face-ring11-head-from-depth-eps08"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
@@ -303,12 +298,8 @@ def train_arm(arm: str, cfg: Any, recipe: Any, args: argparse.Namespace, run_dir
 
         return train_decomposer(cfg, ViewHarness(cfg.image_size, 64, seed=seed).sampler(cfg.batch), run_dir, seed=seed)
     if spec["data"] in ("world", "mixed"):
-        source = make_source(arm_data(recipe, arm), args.data_resolution)
-        if cfg.identity_pairs:
-            world = identity_pair_sampler(source, cfg.image_size, cfg.batch, seed)
-        else:
-            world = stream_sampler(lambda start: training_batches(source, cfg.batch, seed=seed, start_step=start),
-                                   cfg.image_size)
+        world = data_sampler(make_source(arm_data(recipe, arm), args.data_resolution), cfg.image_size, cfg.batch, seed,
+                             cfg.identity_pairs)
         if spec["data"] == "world":
             return train_decomposer(cfg, world, run_dir, seed=seed, init=init)
     G, _ = load_G(args)

@@ -102,7 +102,7 @@ def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
     """Train the decomposer on the stage-1 generator's faces, keeping each face's w (paper Sec. 3.2-3.4),
     or, with decompose.source = data, on the recipe's images themselves (no w, so no yaw augmentation),
     or with mixed, on both in turn (the augmentation on the generator's steps)."""
-    from .decompose.sources import alternating_sampler, generator_sampler, stream_sampler
+    from .decompose.sources import alternating_sampler, data_sampler, generator_sampler
     from .decompose.train import train_decomposer
     from .gan.networks import load_generator
 
@@ -110,17 +110,11 @@ def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
     G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
     sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, recipe.run.seed, ctx.device)
     if cfg.source in ("data", "mixed"):
-        from .data.stream import make_source, training_batches
+        from .data.stream import make_source
 
         source = make_source(recipe.data, G.resolution)
-        if cfg.identity_pairs:
-            from .decompose.sources import identity_pair_sampler
-
-            data = identity_pair_sampler(source, cfg.image_size, cfg.batch, recipe.run.seed)
-        else:
-            data = stream_sampler(lambda start: training_batches(
-                source, cfg.batch, seed=recipe.run.seed, start_step=start, num_workers=recipe.data.num_workers),
-                cfg.image_size)
+        data = data_sampler(source, cfg.image_size, cfg.batch, recipe.run.seed, cfg.identity_pairs,
+                            num_workers=recipe.data.num_workers)
         sampler = data if cfg.source == "data" else alternating_sampler(data, sampler)
     path = train_decomposer(
         cfg, sampler, ctx.stage_dir("decompose"), seed=recipe.run.seed, device=ctx.device,

@@ -4,6 +4,7 @@ setting) or any stream of images (a folder or the synthetic world, without w).
     sampler, synthesize = generator_sampler(G, size=64, batch=64, seed=0)
     sampler = stream_sampler(lambda start: training_batches(source, 64, seed=0, start_step=start))
     sampler = identity_pair_sampler(source, size=64, batch=64, seed=0)   # two photos of a person per pair
+    sampler = data_sampler(source, 64, 64, seed=0, pairs=cfg.identity_pairs)  # either, as the stage picks
 
 A sampler maps a step to (images [B, 3, size, size] in [-1, 1], w [B, d] or None) and is a pure
 function of the step, so a resumed run sees the batches an uninterrupted one sees. `G` is any
@@ -128,3 +129,14 @@ def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampl
         return resize_square(images * 2.0 - 1.0, size), None
 
     return sampler
+
+
+def data_sampler(source: Any, size: int, batch: int, seed: int, pairs: bool, num_workers: int = 0) -> Sampler:
+    """The decompose stage's sampler of a data source (`data.stream.make_source`): same-identity pairs
+    (`identity_pair_sampler`, decompose.identity_pairs) or the plain stream of `training_batches`."""
+    if pairs:
+        return identity_pair_sampler(source, size, batch, seed)
+    from ..data.stream import training_batches
+
+    return stream_sampler(lambda start: training_batches(source, batch, seed=seed, start_step=start,
+                                                         num_workers=num_workers), size)
