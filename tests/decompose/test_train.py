@@ -387,6 +387,7 @@ def test_identity_pairs_make_each_odd_sample_the_yaw_edit_of_its_even_neighbour(
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert [r["n_aug"] for r in stats] == [0] * 10 + [2, 2]
     assert len(gen.calls) == 2
+
     def along_one_direction(move: torch.Tensor) -> bool:
         return float(torch.nn.functional.cosine_similarity(move[0], move[1], dim=0).abs()) > 0.9999
 
