@@ -238,9 +238,10 @@ class DecomposeConfig(DecomposerConfig):
     # the mutual partner of image i is the other image of its pair (2k, 2k+1), a second photo of the same
     # person, not image i - 1 (ours; the paper swaps with any other face): the data's batches come as
     # same-identity pairs, as a recognition set's identity folders give them (`sources.identity_pair_sampler`:
-    # the synthetic world's identity, a folder's sub-folder, a RecordIO label), and in generator batches, once v_yaw is fitted, image 2k+1 is Sec. 3.4's
-    # edit of image 2k (instead of aug_share). The canonical maps read off one view must then draw the other
-    # at its own view, which a yaw compressed to suit one photo's blurred maps does worse.
+    # the synthetic world's identity, a folder's sub-folder, a RecordIO label), and in generator batches, once
+    # v_yaw is fitted, image 2k+1 is Sec. 3.4's edit of image 2k (instead of aug_share). The canonical maps read
+    # off one view must then draw the other at its own view, which a yaw compressed to suit one photo's blurred
+    # maps does worse.
     identity_pairs: bool = False
 
     # --- yaw augmentation (paper Sec. 3.4) ---

@@ -13,6 +13,7 @@ package's Generator); this module does not import it.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -65,12 +66,15 @@ def alternating_sampler(even: Sampler, odd: Sampler) -> Sampler:
     return sampler
 
 
+def _is_world(faces: Any) -> bool:
+    """Whether `faces` is the synthetic world (`SyntheticFaces`), whose images are rendered from parameters."""
+    return hasattr(faces, "params") and hasattr(faces, "world")
+
+
 def identity_pair_params(faces: Any, indices: Tensor) -> Any:
     """`faces.params(indices)` (a `SyntheticFaces`) with image 2k+1 given the identity of image 2k: one
     person in two photos, each with its own pose, light, background and noise. indices [B], B even."""
-    import dataclasses
-
-    if not (hasattr(faces, "params") and hasattr(faces, "world")):
+    if not _is_world(faces):
         raise TypeError(f"identity pairs need the synthetic world (SyntheticFaces), got {type(faces).__name__}")
     if indices.ndim != 1 or indices.shape[0] % 2:
         raise ValueError(f"identity pairs need an even number of indices [B], got {tuple(indices.shape)}")
@@ -95,7 +99,7 @@ def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampl
     if batch < 2 or batch % 2:
         raise ValueError(f"identity pairs need an even batch >= 2, got {batch}")
     n = len(faces)
-    if hasattr(faces, "params") and hasattr(faces, "world"):
+    if _is_world(faces):
 
         @torch.no_grad()
         def render(step: int) -> Tensor:
@@ -114,9 +118,8 @@ def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampl
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             idx = []
             for j in first.tolist():
-                same = groups[faces.targets[j]]
-                k = same[int(torch.randint(len(same) - 1, (1,), generator=gen))] if len(same) > 1 else j
-                idx += [j, k if k != j else same[-1]]
+                others = [k for k in groups[faces.targets[j]] if k != j]
+                idx += [j, others[int(torch.randint(len(others), (1,), generator=gen))] if others else j]
             return torch.stack([faces[j][0] for j in idx]).float()
     else:
         raise TypeError(f"identity pairs need the synthetic world or a dataset with identity targets, got "
