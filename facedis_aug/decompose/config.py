@@ -243,6 +243,13 @@ class DecomposeConfig(DecomposerConfig):
     # off one view must then draw the other at its own view, which a yaw compressed to suit one photo's blurred
     # maps does worse.
     identity_pairs: bool = False
+    # surface 'head' only: train the first surface_warmup steps on the frontal depth surface, then go on from
+    # those weights on the head surface with a fresh optimiser (ours). The view head keeps its reading and the
+    # maps' pixels are reinterpreted over longitude and latitude, which start with the same silhouette. From
+    # scratch the head surface turned its canonical frame away from the camera on 1 of 2 seeds (world images with
+    # pairs, slope 0.611 / 0.092); started from the depth surface's 3000-step weights, 1500 more steps reached
+    # slope 0.627 +- 0.025, r 0.911 on 2 seeds (decompose_pairs_head_seeds.md). 0: the head surface from step 0
+    surface_warmup: int = 0
 
     # --- yaw augmentation (paper Sec. 3.4) ---
     yaw_aug: bool = True  # train on G(w') extrapolated along v_yaw (needs w and a generator)
@@ -268,6 +275,9 @@ class DecomposeConfig(DecomposerConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.aug_start < 0:
             raise ValueError(f"aug_start must be >= 0, got {self.aug_start}")
+        if self.surface_warmup < 0 or (self.surface_warmup > 0 and self.surface != "head"):
+            raise ValueError(f"surface_warmup must be >= 0 and needs surface 'head' (the depth surface is what it "
+                             f"warms up on), got {self.surface_warmup} with surface {self.surface!r}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if not 0.0 < self.saturated <= 1.0:

@@ -13,6 +13,7 @@ decomposer.safetensors.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -161,6 +162,11 @@ def _snapshot(path: Path, model: Decomposer, renderer: Renderer, images: Tensor,
     save_image_grid(grid, path, nrow=len(cols))
 
 
+def _surface_phase(cfg: DecomposeConfig, step: int) -> DecomposeConfig:
+    """The image model training step `step` uses: the depth surface during cfg.surface_warmup."""
+    return dataclasses.replace(cfg, surface="depth", surface_warmup=0) if step < cfg.surface_warmup else cfg
+
+
 def train_decomposer(
     cfg: DecomposeConfig,
     sampler: Sampler,
@@ -178,8 +184,10 @@ def train_decomposer(
     run_dir.mkdir(parents=True, exist_ok=True)
     final, ckpt = run_dir / "decomposer.safetensors", run_dir / "checkpoint.safetensors"
     torch.manual_seed(seed)
-    model = Decomposer(cfg).to(device)
-    renderer = renderer_for(cfg).to(device)
+    # a run resumed past the surface warm-up builds the head surface at once (its weights load either way)
+    first = load_safetensors(ckpt)[1]["step"] if ckpt.is_file() else 0
+    model = Decomposer(_surface_phase(cfg, int(first))).to(device)
+    renderer = renderer_for(model.cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     perceptual = PerceptualLoss(cfg.vgg_weights).to(device) if cfg.perceptual_weight > 0 else None
     aug: Optional[YawAugmentation] = None
@@ -204,6 +212,13 @@ def train_decomposer(
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="decompose", mininterval=1.0)
     for step in bar:
+        if step == cfg.surface_warmup > 0:  # warm-up over: the same weights on the head surface, a fresh optimiser
+            if model.cfg.surface != cfg.surface:
+                head = Decomposer(cfg).to(device)
+                head.load_state_dict(model.state_dict(), strict=True)
+                model, renderer = head, renderer_for(head.cfg).to(device)
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+            tqdm.write(f"decompose: step {step}: surface warm-up done, on the {cfg.surface} surface from here")
         images, w = sampler(step)
         images = _fit_size(images.to(device, torch.float32), cfg.image_size, "sampler")
         b = images.shape[0]

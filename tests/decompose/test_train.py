@@ -473,6 +473,34 @@ def test_checkpoint_resume_repeats_an_uninterrupted_run(tmp_path):
     assert len(gen.calls) == n_calls  # a finished run is not trained again
 
 
+def test_surface_warmup_is_the_depth_run_then_the_head_surface_from_its_weights(tmp_path):
+    gen = ToyGenerator()
+    head = dict(yaw_aug=False, surface="head", checkpoint_every=2)
+
+    def sampler_from(offset):  # the one-run schedule's steps 3.. see the two-run protocol's steps 0.. of part two
+        s = _sampler(gen)
+        return lambda step: s(step + offset)
+
+    # two runs: 3 steps on the depth surface, then 3 on the head surface from those weights (fresh Adam)
+    depth = train_decomposer(_cfg(iterations=3, yaw_aug=False), _sampler(gen), tmp_path / "d", seed=5)
+    torch.manual_seed(5)
+    two = train_decomposer(_cfg(iterations=3, **head), sampler_from(3), tmp_path / "h", seed=5, init=depth)
+    # one run with the warm-up, and the same run interrupted after 2 and 4 steps (either side of the switch)
+    one = train_decomposer(_cfg(iterations=6, surface_warmup=3, **head), _sampler(gen), tmp_path / "one", seed=5)
+    for n in (2, 4, 6):
+        cut = train_decomposer(_cfg(iterations=n, surface_warmup=3, **head), _sampler(gen), tmp_path / "cut", seed=5)
+    assert load_decomposer(one).cfg.surface == "head" and load_decomposer(cut).cfg.surface == "head"
+    a, b, c = (load_decomposer(p).state_dict() for p in (two, one, cut))
+    changed = False
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5)
+        torch.testing.assert_close(c[k], b[k], rtol=0, atol=1e-6)
+        changed |= not torch.equal(b[k], load_decomposer(depth).state_dict()[k])
+    assert changed  # the head phase trained
+    with pytest.raises(ValueError, match="surface_warmup"):
+        _cfg(surface_warmup=3)  # a warm-up needs the head surface to end on
+
+
 def test_outputs_snapshot_and_weights(tmp_path):
     gen = ToyGenerator()
     cfg = _cfg(iterations=2, snapshot_every=1, yaw_aug=False)
