@@ -51,6 +51,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-pairs-face-ring11-head-from-depth(-eps08)  the head surface with pairs, from world-pairs-face-ring11's
                                      weights (with the swapped reconstruction's weight mutual_eps 0.8)
     world-pairs-face-ring11-head-warm  the same two phases in one run (decompose.surface_warmup = 2/3 of --steps)
+    world-pairs-face-ring11-head-warm-r3  the same from the best of 3 starts of 300 steps (decompose.restarts)
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
@@ -163,6 +164,10 @@ ARMS: dict[str, dict[str, Any]] = {
     # surface, the rest on the head surface from those weights with a fresh optimiser
     "world-pairs-face-ring11-head-warm": {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
                                           "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True}},
+    # + three starts of 300 steps, going on from the one that reconstructs best (decompose.restarts)
+    "world-pairs-face-ring11-head-warm-r3": {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
+                                             "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                     "restarts": 3}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -198,6 +203,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
             "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "gan-pairs-aug",
             "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth", "world-pairs-face-ring11-head-warm",
+            "world-pairs-face-ring11-head-warm-r3",
             "world-pairs-face-ring11-head-from-depth-eps08"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
@@ -235,7 +241,8 @@ def arm_data(recipe: Any, arm: str) -> Any:
 # decompose settings added after arms were cached, with the value every earlier arm ran at: left out of the
 # cache key at that value, so that earlier arms keep their hash
 LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
-                  "map_cycle": 0.0, "identity_pairs": False, "surface_warmup": 0}
+                  "map_cycle": 0.0, "identity_pairs": False, "surface_warmup": 0,
+                  "restarts": 1, "restart_steps": 300}
 
 
 def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:

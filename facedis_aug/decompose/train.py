@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -24,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
-                   training_state_tensors)
+                   training_state_tensors, write_json)
 from ..ops.dataconf import to_dict
 from ..ops.resize import resize_square
 from .config import DecomposeConfig
@@ -162,6 +163,53 @@ def _snapshot(path: Path, model: Decomposer, renderer: Renderer, images: Tensor,
     save_image_grid(grid, path, nrow=len(cols))
 
 
+# start k of decompose.restarts trains with seed + k * RESTART_SEED on the sampler's steps shifted by k * RESTART_STEP;
+# every start is scored on the batches at steps RESTART_SCORE.. (beyond any run's own steps and shifts of a few starts)
+RESTART_SEED, RESTART_STEP, RESTART_SCORE, SCORE_BATCHES = 7919, 50_000_000, 49_000_000, 8
+
+
+@torch.no_grad()
+def start_score(cfg: DecomposeConfig, model: Decomposer, sampler: Sampler, device: str | torch.device = "cpu") -> float:
+    """Mean reconstruction loss (own + mutual_eps x swapped) of `model` on the fixed batches sampler(RESTART_SCORE + i)
+    [SCORE_BATCHES of them], with its own image model; the global RNG is left as it was."""
+    renderer = renderer_for(model.cfg).to(device)
+    model.eval()
+    total = 0.0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the view cycle's random views: the same for every start
+        for i in range(SCORE_BATCHES):
+            images, _ = sampler(RESTART_SCORE + i)
+            images = _fit_size(images.to(device, torch.float32), cfg.image_size, "sampler")
+            t = decomposition_loss(cfg, model, renderer, images).terms
+            total += t["recon"] + cfg.mutual_eps * t.get("mutual_recon", 0.0)
+    return total / SCORE_BATCHES
+
+
+def _choose_start(cfg: DecomposeConfig, sampler: Sampler, run_dir: Path, *, seed: int, device: str | torch.device,
+                  generator: Optional[Generator]) -> None:
+    """Train cfg.restarts starts for cfg.restart_steps steps each under run_dir/restarts/ (each resumable), score
+    them (`start_score`), and make the best one's checkpoint run_dir's own, with its stats lines; restarts.json
+    keeps the scores."""
+    n = min(cfg.restart_steps, cfg.iterations)
+    sub = dataclasses.replace(cfg, iterations=n, restarts=1, checkpoint_every=n, snapshot_every=n)
+    scores = []
+    for k in range(cfg.restarts):
+        tqdm.write(f"decompose: start {k + 1} of {cfg.restarts} ({n} steps)")
+        path = train_decomposer(sub, (lambda step, shift=k * RESTART_STEP: sampler(step + shift)),
+                                run_dir / "restarts" / f"start{k}", seed=seed + k * RESTART_SEED, device=device,
+                                generator=generator)
+        scores.append(start_score(sub, load_decomposer(path, device=device), sampler, device))
+    best = min(range(len(scores)), key=scores.__getitem__)
+    chosen = run_dir / "restarts" / f"start{best}"
+    for name in ("stats.jsonl", "checkpoint.safetensors"):  # the checkpoint last: its presence means 'chosen'
+        tmp = run_dir / f".{name}.tmp"
+        shutil.copyfile(chosen / name, tmp)
+        os.replace(tmp, run_dir / name)
+    write_json(run_dir / "restarts.json", {"steps": n, "scores": scores, "chosen": best})
+    tqdm.write(f"decompose: reconstruction loss of the starts {', '.join(f'{x:.4f}' for x in scores)}: "
+               f"going on from start {best + 1}")
+
+
 def _surface_phase(cfg: DecomposeConfig, step: int) -> DecomposeConfig:
     """The image model training step `step` uses: the depth surface during cfg.surface_warmup."""
     return dataclasses.replace(cfg, surface="depth", surface_warmup=0) if step < cfg.surface_warmup else cfg
@@ -183,6 +231,8 @@ def train_decomposer(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     final, ckpt = run_dir / "decomposer.safetensors", run_dir / "checkpoint.safetensors"
+    if cfg.restarts > 1 and init is None and not ckpt.is_file():
+        _choose_start(cfg, sampler, run_dir, seed=seed, device=device, generator=generator)
     torch.manual_seed(seed)
     # a run resumed past the surface warm-up builds the head surface at once (its weights load either way)
     first = load_safetensors(ckpt)[1]["step"] if ckpt.is_file() else 0

@@ -561,3 +561,45 @@ def test_yaw_aug_waits_for_aug_start_and_seeds_v_from_a_full_buffer(tmp_path):
     assert all(r["n_aug"] == 2 for r in stats if r["step"] >= 25)
     with pytest.raises(ValueError, match="aug_start"):
         _cfg(aug_start=-1)
+
+
+def test_restarts_go_on_from_the_start_with_the_lowest_score(tmp_path, monkeypatch):
+    import facedis_aug.decompose.train as T
+
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=5, restarts=3, restart_steps=2, yaw_aug=False)
+    scores = iter([0.5, 0.1, 0.3])  # start 2 of 3 (k = 1) is the best
+    monkeypatch.setattr(T, "start_score", lambda *a, **k: next(scores))
+    final = train_decomposer(cfg, _sampler(gen), tmp_path / "r", seed=4)
+    rec = json.loads((tmp_path / "r" / "restarts.json").read_text())
+    assert rec["chosen"] == 1 and rec["scores"] == [0.5, 0.1, 0.3] and rec["steps"] == 2
+    # the same as training start k = 1 by hand (its seed and shifted data) and going on from its checkpoint
+    shifted = _sampler(gen)
+    one = train_decomposer(_cfg(iterations=2, yaw_aug=False, checkpoint_every=2, snapshot_every=2),
+                           lambda step: shifted(step + T.RESTART_STEP), tmp_path / "m", seed=4 + T.RESTART_SEED)
+    assert one.is_file()
+    by_hand = train_decomposer(_cfg(iterations=5, yaw_aug=False), _sampler(gen), tmp_path / "m", seed=4)
+    plain = train_decomposer(_cfg(iterations=5, yaw_aug=False), _sampler(gen), tmp_path / "p", seed=4)
+    a, b, c = (load_decomposer(p).state_dict() for p in (final, by_hand, plain))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # not start 1 (the plain run)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
+    assert steps == list(range(5))
+
+
+def test_start_score_is_lower_for_a_trained_start_and_leaves_the_rng_alone(tmp_path):
+    from facedis_aug.decompose.model import Decomposer
+    from facedis_aug.decompose.train import start_score
+
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=40, yaw_aug=False, view_cycle=0.1)
+    trained = load_decomposer(train_decomposer(cfg, _sampler(gen), tmp_path, seed=0))
+    torch.manual_seed(1)
+    fresh = Decomposer(cfg)
+    state = torch.get_rng_state()
+    s_fresh, s_trained = start_score(cfg, fresh, _sampler(gen)), start_score(cfg, trained, _sampler(gen))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert s_trained < s_fresh and s_fresh == start_score(cfg, fresh, _sampler(gen))
+    with pytest.raises(ValueError, match="restarts"):
+        _cfg(restarts=0)
