@@ -45,13 +45,14 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     mixed-aug-warm(-grad, -lgauge)   mixed-aug with the first v_yaw fit at step 1000 (aug_start), (and the
                                      image-gradient L1 at 1, or the light gauge at 1)
     mixed-pairs-aug-warm(-face-ring11)  mixed-aug-warm with identity pairs (world: two photos of a person;
-                                     generator: a sample and its Sec. 3.4 edit): the tiny recipe now, (face-sized
-                                     layer, ring 1.1). Other arms run without pairs unless named so, whatever the
-                                     recipe says
+                                     generator: a sample and its Sec. 3.4 edit): the tiny recipe of the first
+                                     session of 2026-12-06, (face-sized layer, ring 1.1). Every arm starts from
+                                     ARM_BASE (that session's recipe), not from the recipe as it is now
     world-pairs-face-ring11-head-from-depth(-eps08)  the head surface with pairs, from world-pairs-face-ring11's
                                      weights (with the swapped reconstruction's weight mutual_eps 0.8)
     world-pairs-face-ring11-head-warm  the same two phases in one run (decompose.surface_warmup = 2/3 of --steps)
-    world-pairs-face-ring11-head-warm-r3  the same from the best of 3 starts of 300 steps (decompose.restarts)
+    world-pairs-face-ring11-head-warm-r3  the same from the best of 3 starts of 300 steps (decompose.restarts): the
+                                     tiny recipe now, at --steps 2250
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
@@ -214,14 +215,20 @@ METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch M
            "MAD deg": "mad", "PSNR dB": "psnr", "albedo spread": "albedo_spread"}
 
 
+# every arm starts from the tiny recipe's decompose settings as they were when the arms were defined (up to the first
+# session of 2026-12-06: head-sized layer, depth surface, one start, no pairs), whatever the recipe says now, and
+# changes only what it names: so an arm keeps its meaning and its cache key. The recipe now is the arm
+# world-pairs-face-ring11-head-warm-r3 at 2250 steps
+ARM_BASE = {"identity_pairs": False, "shape_prior_axes": (0.75, 0.95), "background_ring": 1.3, "surface": "depth",
+            "surface_warmup": 0, "restarts": 1, "restart_steps": 300, "aug_start": 500, "aug_buffer": 4096}
+
+
 def arm_config(recipe: Any, arm: str, steps: int) -> Any:
     import dataclasses
 
     spec = ARMS[arm]
     base = recipe.decompose
-    # identity pairs only where the arm names them (the tiny recipe's are on since 2026-12-06), so that every
-    # earlier arm keeps its meaning and its cache key; mixed-pairs-aug-warm is the tiny recipe now
-    cfg = {"identity_pairs": False, **spec.get("cfg", {})}
+    cfg = {**ARM_BASE, **spec.get("cfg", {})}
     if "warmup_share" in spec:
         cfg["surface_warmup"] = round(spec["warmup_share"] * steps)
     return dataclasses.replace(base, iterations=steps, mutual=spec["mutual"], yaw_aug=spec["yaw_aug"],
