@@ -124,10 +124,13 @@ def test_top_level_list_and_duplicate_keys_are_refused_naming_the_file(tmp_path)
     ("decompose.aug_buffer=64", "decompose.aug_buffer = 64 must exceed gan.w_dim = 128"),
 ])
 def test_constraints_between_sections_are_checked_when_the_recipe_loads(override, message):
+    # the yaw augmentation on generator samples (the tiny recipe trains on its data, without it)
+    aug = ["decompose.source=mixed", "decompose.yaw_aug=true"]
     with pytest.raises(ConfigError, match=message):
-        load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+        load_recipe(REPO / "recipes" / "tiny.yaml", [*aug, override])
     # the same buffer is fine without yaw augmentation, where it is never used
     load_recipe(REPO / "recipes" / "tiny.yaml", ["decompose.aug_buffer=64", "decompose.yaw_aug=false"])
+    load_recipe(REPO / "recipes" / "tiny.yaml", ["decompose.aug_buffer=64", "decompose.source=data"])
     # overrides valid only together: a larger w with more pairs, in either order
     load_recipe(REPO / "recipes" / "tiny.yaml", ["gan.w_dim=1024", "directions.num_pairs=2048",
                                                  "directions.jacobian_pairs=2048", "decompose.aug_buffer=2048"])
