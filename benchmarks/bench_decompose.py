@@ -53,6 +53,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-pairs-face-ring11-head-warm  the same two phases in one run (decompose.surface_warmup = 2/3 of --steps)
     world-pairs-face-ring11-head-warm-r3  the same from the best of 3 starts of 300 steps (decompose.restarts): the
                                      tiny recipe now, at --steps 2250
+    world-pairs-face-ring11-head-warm-r3-lightcycle  the same with the view cycle under the next face's light
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
@@ -169,6 +170,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "world-pairs-face-ring11-head-warm-r3": {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
                                              "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
                                                      "restarts": 3}},
+    # + the view cycle rendered under the next face's light (decompose.view_cycle_light)
+    "world-pairs-face-ring11-head-warm-r3-lightcycle": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                        "warmup_share": 2 / 3,
+                                                        "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                                "restarts": 3, "view_cycle_light": "next"}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -204,7 +210,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-plain-face-ring11-head-from-depth", "world-pairs", "world-pairs-face-ring11", "world-mutual-face-ring11",
             "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "gan-pairs-aug",
             "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth", "world-pairs-face-ring11-head-warm",
-            "world-pairs-face-ring11-head-warm-r3",
+            "world-pairs-face-ring11-head-warm-r3", "world-pairs-face-ring11-head-warm-r3-lightcycle",
             "world-pairs-face-ring11-head-from-depth-eps08"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
@@ -249,7 +255,7 @@ def arm_data(recipe: Any, arm: str) -> Any:
 # cache key at that value, so that earlier arms keep their hash
 LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
                   "map_cycle": 0.0, "identity_pairs": False, "surface_warmup": 0,
-                  "restarts": 1, "restart_steps": 300}
+                  "restarts": 1, "restart_steps": 300, "view_cycle_light": "own"}
 
 
 def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:

@@ -211,6 +211,10 @@ class DecomposeConfig(DecomposerConfig):
     # away from the camera (slope 0.012, decompose_cycle.md), so 0.1 sits near a cliff.
     view_cycle: float = 0.0
     view_cycle_range: tuple[float, float] = (20.0, 60.0)  # (pitch, yaw) half-ranges in degrees
+    # the light the view cycle renders under: "own" (the face's) or "next" (the next face's in the batch), so that
+    # the view head must read the same view under another light (ours): the tiny recipe's view head read a true
+    # yaw of 30 as 24.0 lit from the left and 17.6 from the right (benchmarks/results/view_light_tiny_s1.md)
+    view_cycle_light: Literal["own", "next"] = "own"
     # map cycle (ours): the same renders of the model's own face layer at known views must decompose back to
     # the maps they were drawn from (L1 on albedo, depth in units of depth_residual, opacity; only the albedo
     # and depth nets get its gradient), so that a canonical map cannot follow the view. 0 turns it off. Taught
@@ -256,7 +260,7 @@ class DecomposeConfig(DecomposerConfig):
     # view head stays frontal, draws the faces worse from the first few hundred steps: world images with pairs, the
     # face-sized layer, total loss over steps 300-400: 0.261 for the seed that lost the yaw (slope 0.06) against
     # 0.233 / 0.239 for the two that kept it (0.47 / 0.49); the head surface from scratch: 0.263 lost vs 0.229 kept.
-    # 1: no restarts
+    # 1: no restarts; a run started from other weights (train_decomposer's init) has none either
     restarts: int = 1
     restart_steps: int = 300
 
@@ -301,6 +305,8 @@ class DecomposeConfig(DecomposerConfig):
                 0.0 <= self.view_cycle_range[0] <= self.pitch_range and 0.0 <= self.view_cycle_range[1] <= self.rot_range):
             raise ValueError(f"need view_cycle >= 0 and view_cycle_range (pitch, yaw) within (pitch_range, rot_range); "
                              f"got {self.view_cycle}, {self.view_cycle_range}")
+        if self.view_cycle_light not in ("own", "next"):
+            raise ValueError(f"view_cycle_light must be 'own' or 'next', got {self.view_cycle_light!r}")
         if self.pitch_gauge < 0 or self.light_gauge < 0:
             raise ValueError(f"pitch_gauge and light_gauge must be >= 0, got {self.pitch_gauge}, {self.light_gauge}")
         for name in ("mutual_eps", "aug_momentum", "aug_share"):

@@ -197,15 +197,18 @@ def _reconstruction_loss(
 def cycle_render(cfg: DecomposeConfig, model: Decomposer, renderer: Renderer, d: Decomposition,
                  gen: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """d's face layer, detached, re-rendered over d's own background at random known views: pitch, yaw ~
-    U[-r, r] with r = cfg.view_cycle_range, roll and translation kept. Returns (images [B, 3, S, S] in
-    [-1, 1], views [B, 6]); no gradient flows through either."""
+    U[-r, r] with r = cfg.view_cycle_range, roll and translation kept; under its own light, or with
+    cfg.view_cycle_light 'next' under the next face's (face i takes the light of face i + 1 of the batch).
+    Returns (images [B, 3, S, S] in [-1, 1], views [B, 6]); no gradient flows through either."""
     b = d.view.shape[0]
     pr, yr = cfg.view_cycle_range
     with torch.no_grad():
         u = torch.rand(b, 2, generator=gen).to(d.view.device) * 2 - 1
         view = d.view.detach().clone()
         view[:, 0], view[:, 1] = u[:, 0] * pr, u[:, 1] * yr
-        fixed = dataclasses.replace(d, **{**{k: v.detach() for k, v in vars(d).items() if isinstance(v, Tensor)}, "view": view})
+        light = d.light.detach().roll(-1, 0) if cfg.view_cycle_light == "next" else d.light.detach()
+        fixed = dataclasses.replace(d, **{**{k: v.detach() for k, v in vars(d).items() if isinstance(v, Tensor)},
+                                          "view": view, "light": light})
         image = model.reconstruct(renderer, fixed).image.clamp(-1, 1)
     return image, view
 

@@ -113,6 +113,28 @@ def test_view_cycle_reads_back_rendered_views_and_trains_only_the_view_head():
     assert out.terms["view_cycle"] > 0
 
 
+def test_view_cycle_light_next_renders_each_face_under_the_next_faces_light():
+    import dataclasses
+
+    torch.manual_seed(0)
+    own = _cfg(mutual=False, view_cycle=1.0, confidence="fixed")
+    nxt = dataclasses.replace(own, view_cycle_light="next")
+    model, renderer = Decomposer(own), Renderer(32)
+    d = model(torch.rand(3, 3, 32, 32) * 2 - 1)
+    light = torch.tensor([[0.2] * 3 + [0.9] * 3 + [0.8, 0.0], [0.6] * 3 + [0.3] * 3 + [-0.8, 0.3],
+                          [0.4] * 3 + [0.5] * 3 + [0.0, -0.5]])
+    d = dataclasses.replace(d, light=light)
+    a, va = cycle_render(own, model, renderer, d, torch.Generator().manual_seed(1))
+    b, vb = cycle_render(nxt, model, renderer, d, torch.Generator().manual_seed(1))
+    rolled, _ = cycle_render(own, model, renderer, dataclasses.replace(d, light=light.roll(-1, 0)),
+                             torch.Generator().manual_seed(1))
+    assert torch.equal(va, vb)  # the same views
+    torch.testing.assert_close(b, rolled, rtol=0, atol=0)  # face i under face i + 1's light
+    assert (a - b).abs().amax() > 0.05  # and that light shows
+    with pytest.raises(ValueError, match="view_cycle_light"):
+        _cfg(view_cycle_light="other")
+
+
 def test_map_cycle_is_zero_for_view_blind_maps_and_trains_only_the_map_nets():
     torch.manual_seed(0)
     cfg = _cfg(mutual=False, map_cycle=1.0, confidence="fixed")
