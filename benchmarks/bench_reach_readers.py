@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.bench_table2 import REACH_S, world_settings
+from benchmarks.bench_table2 import REACH_S, bundle_regressor
 from benchmarks.bench_view_real import mediapipe_yaw
 from benchmarks.common import write_results
-from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict
+from benchmarks.pose_regressor import predict
 from facedis_aug.bundle import Bundle
 from facedis_aug.directions.semantics import SEMANTICS, measure_semantics
 from facedis_aug.ops.linear import edit_latent
@@ -44,9 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     bundle = Bundle.load(args.bundle)
-    ws, warn = world_settings(bundle.recipe or {})
-    reg_path = Path(args.regressor) if args.regressor else get_or_train(int(bundle.generator.resolution), 24000, 2500, 0, **ws)
-    regressor = load_pose_regressor(reg_path)
+    reg_path, regressor, warn = bundle_regressor(bundle, args.regressor)
     v, sigma = bundle.directions["yaw"], bundle.sigma("yaw")
     w = bundle.sample_w(args.faces, seed=args.seed)
     s0 = float((w @ v).mean()) / sigma  # the faces' own mean position along v_yaw, in sigma

@@ -57,6 +57,18 @@ def world_settings(recipe: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     return ws, note
 
 
+def bundle_regressor(bundle: Bundle, path: str | None = None, images: int = 24000, steps: int = 2500) -> tuple[Path, Any, str]:
+    """(weights path, evaluation-only pose regressor, warning text) for judging `bundle`'s faces: `path`, or the
+    cached regressor of the bundle's world (trained on `images` uniform-pose world images for `steps` when missing)."""
+    R = int(bundle.generator.resolution)
+    ws, warn = world_settings(bundle.recipe or {})
+    reg_path = Path(path) if path else get_or_train(R, images, steps, 0, **ws)
+    regressor = load_pose_regressor(reg_path)
+    if regressor.resolution != R:
+        warn += f"WARNING: regressor trained at {regressor.resolution} px, generator makes {R} px (images resized). "
+    return reg_path, regressor, warn
+
+
 @torch.no_grad()
 def measure(bundle: Bundle, regressor: Any, n: int, seed: int, batch: int) -> dict[str, Tensor]:
     """w [n, d], regressor pose (true_yaw, true_pitch, true_roll) and decomposer semantics [n, 14] of G(w)."""
@@ -181,11 +193,8 @@ def main() -> None:
     bundle = Bundle.load(args.bundle)
     recipe = bundle.recipe or {}
     R = int(bundle.generator.resolution)
-    ws, warn = world_settings(recipe)
-    reg_path = Path(args.regressor) if args.regressor else get_or_train(R, args.reg_images, args.reg_steps, 0, **ws)
-    regressor = load_pose_regressor(reg_path)
-    if regressor.resolution != R:
-        warn += f"WARNING: regressor trained at {regressor.resolution} px, generator makes {R} px (images resized). "
+    ws, _ = world_settings(recipe)
+    reg_path, regressor, warn = bundle_regressor(bundle, args.regressor, args.reg_images, args.reg_steps)
     t0 = time.perf_counter()
     # the regressor's own error, on world images it never saw (same world as the generator's data)
     mae_world = heldout_mae(regressor, args.eval_images, ws["world_seed"], ws["num_identities"], start=10_000_000,

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from benchmarks.bench_table2 import REACH_S, measure, oracle_direction, reach_curve, world_settings
+from benchmarks.bench_table2 import REACH_S, bundle_regressor, measure, oracle_direction, reach_curve
 from benchmarks.common import write_results
-from benchmarks.pose_regressor import get_or_train, load_pose_regressor
 from facedis_aug.bundle import Bundle
 from facedis_aug.ops.linear import projection_std
 
@@ -45,9 +43,7 @@ def main() -> None:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     bundle = Bundle.load(args.bundle)
-    ws, warn = world_settings(bundle.recipe or {})
-    reg_path = Path(args.regressor) if args.regressor else get_or_train(int(bundle.generator.resolution), 24000, 2500, 0, **ws)
-    regressor = load_pose_regressor(reg_path)
+    reg_path, regressor, warn = bundle_regressor(bundle, args.regressor)
     m = measure(bundle, regressor, args.samples, args.seed, 100)
     w, true_yaw = m["w"], m["true_yaw"]
     oracle, _, r2 = oracle_direction(w, true_yaw)

@@ -259,7 +259,8 @@ class DecomposeConfig(DecomposerConfig):
     # fixed batches, and go on from the best. A start whose canonical frame looks away from the camera, or whose
     # view head stays frontal, draws the faces worse from the first few hundred steps: world images with pairs, the
     # face-sized layer, total loss over steps 300-400: 0.261 for the seed that lost the yaw (slope 0.06) against
-    # 0.233 / 0.239 for the two that kept it (0.47 / 0.49); the head surface from scratch: 0.263 lost vs 0.229 kept.
+    # 0.233 / 0.239 for the two that kept it (0.47 / 0.49); the head surface from scratch: 0.263 lost vs 0.229 kept
+    # (benchmarks/results/decompose_starts.md).
     # 1: no restarts; a run started from other weights (train_decomposer's init) has none either
     restarts: int = 1
     restart_steps: int = 300

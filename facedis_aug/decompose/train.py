@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -125,9 +125,10 @@ def _save_checkpoint(path: Path, step: int, cfg: DecomposeConfig, model: Decompo
     save_safetensors(path, tensors, metadata=meta)
 
 
-def _load_checkpoint(path: Path, cfg: DecomposeConfig, model: Decomposer, opt: torch.optim.Optimizer,
-                     device) -> tuple[int, Optional[YawAugmentation]]:
-    tensors, meta = load_safetensors(path)
+def _load_checkpoint(state: tuple[dict[str, Tensor], dict[str, Any]], cfg: DecomposeConfig, model: Decomposer,
+                     opt: torch.optim.Optimizer, device) -> tuple[int, Optional[YawAugmentation]]:
+    """Restore model, optimiser and yaw augmentation from a checkpoint's (tensors, meta); returns (step, aug)."""
+    tensors, meta = state
     load_training_state(tensors, meta, model, opt, device)
     aug = YawAugmentation.from_state(cfg, tensors, meta["aug"], device, int(meta["step"])) if "aug" in meta else None
     return int(meta["step"]), aug
@@ -234,16 +235,16 @@ def train_decomposer(
     if cfg.restarts > 1 and init is None and not ckpt.is_file():
         _choose_start(cfg, sampler, run_dir, seed=seed, device=device, generator=generator)
     torch.manual_seed(seed)
+    state = load_safetensors(ckpt) if ckpt.is_file() else None
     # a run resumed past the surface warm-up builds the head surface at once (its weights load either way)
-    first = load_safetensors(ckpt)[1]["step"] if ckpt.is_file() else 0
-    model = Decomposer(_surface_phase(cfg, int(first))).to(device)
+    model = Decomposer(_surface_phase(cfg, int(state[1]["step"]) if state else 0)).to(device)
     renderer = renderer_for(model.cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     perceptual = PerceptualLoss(cfg.vgg_weights).to(device) if cfg.perceptual_weight > 0 else None
     aug: Optional[YawAugmentation] = None
     start = 0
-    if ckpt.is_file():
-        start, aug = _load_checkpoint(ckpt, cfg, model, opt, device)
+    if state is not None:
+        start, aug = _load_checkpoint(state, cfg, model, opt, device)
         print(f"decompose: resuming from step {start} ({ckpt})")
     elif init is not None:
         src = load_decomposer(init)
