@@ -131,18 +131,25 @@ def reach_curve(bundle: Bundle, regressor: Any, v: Tensor, sigma: float, n: int,
     return means, torch.stack(shown, 1).flatten(0, 1)
 
 
-def delivered_reach(asked: list[float], delivered: list[float], tol: float = 0.15) -> float:
-    """Largest |asked| (degrees) up to which every asked yaw on that side is delivered within tol * |asked|
-    (DESIGN.md's reach), min over the two sides; asked 0 counts as met."""
-    reach = []
-    for side in (1, -1):
-        best = 0.0
-        for a, d in sorted(((a, d) for a, d in zip(asked, delivered) if a * side > 0), key=lambda t: abs(t[0])):
-            if abs(d - a) > tol * abs(a):
-                break
-            best = abs(a)
-        reach.append(best)
-    return min(reach)
+def regressor_reach(bundle: Bundle, regressor: Any, n: int, seed: int) -> dict[str, Any]:
+    """The bundle's yaw promise judged by the regressor: faces edited along v_yaw at the positions the
+    directions stage checked (its edit grid, or the faces' mean +- 10 sigma for bundles without one), asked
+    yaw from the bundle's calibration, delivered = the regressor's mean; reach by the package's own rule."""
+    from facedis_aug.directions.reach import EDIT_OFFSETS, REACH_FLOOR, REACH_TOL, delivered_reach
+    from facedis_aug.ops.linear import edit_latent
+
+    e = bundle.info["directions"]["yaw"]
+    v, sigma = bundle.directions["yaw"], bundle.sigma("yaw")
+    w = bundle.sample_w(n, seed=seed)
+    pos = (e.get("edit_check") or {}).get("curve", {}).get("s") or [float(e.get("proj_mean", 0.0)) / sigma + o for o in EDIT_OFFSETS]
+    asked = [float(bundle.s_to_yaw(s_)) for s_ in pos]
+    with torch.no_grad():
+        delivered = [float(predict(regressor, bundle.generate(w=edit_latent(w, v.to(w.device), s_, sigma)).clamp(-1, 1))["yaw"].mean())
+                     for s_ in pos]
+    lo, hi = delivered_reach(asked, delivered, REACH_TOL, REACH_FLOOR)
+    return {"s": pos, "asked": asked, "delivered_regressor": delivered, "reach_regressor": [lo, hi],
+            "reach_bundle": list(bundle.yaw_reach) if bundle.yaw_reach else None, "n": n,
+            "calibration": e.get("calibration", "least squares over samples (Eq. 3)")}
 
 
 def scatter_png(path: Path, m: dict[str, Tensor], proj: dict[str, Tensor], corr: dict, dcorr: dict) -> None:
@@ -224,8 +231,9 @@ def main() -> None:
         learned, img_l = reach_curve(bundle, regressor, dirs["yaw"], bundle.sigma("yaw"), args.edit_faces, seed_r)
         oracle, img_o = reach_curve(bundle, regressor, v_or, sig_or, args.edit_faces, seed_r)
         asked = [float(bundle.s_to_yaw(s_)) for s_ in REACH_S]
-        reach = {"s": list(REACH_S), "learned_asked_yaw": asked, "learned_delivered_yaw": learned,
-                 "learned_reach_deg": delivered_reach(asked, learned), "oracle_delivered_yaw": oracle,
+        promise = regressor_reach(bundle, regressor, args.edit_faces, seed_r)
+        reach = {"s": list(REACH_S), "learned_asked_yaw": asked, "learned_delivered_yaw": learned, "promise": promise,
+                 "oracle_delivered_yaw": oracle,
                  "oracle_r2": r2_or, "oracle_sigma": sig_or, "oracle_cos_learned": float(v_or @ dirs["yaw"]),
                  "oracle_span_deg": (min(oracle), max(oracle)), "n": args.edit_faces}
         from facedis_aug.ops.io import save_image_grid
@@ -287,7 +295,12 @@ def main() -> None:
                   for n, r in response.items())
         + (f"Reach (Eq. 4 along a direction, s = {REACH_S[0]:g}..{REACH_S[-1]:g} sigma, {reach['n']} faces, yaw read by the "
            f"regressor): learned v_yaw asked {', '.join(f'{v:.1f}' for v in reach['learned_asked_yaw'])} deg, delivered "
-           f"{', '.join(f'{v:.1f}' for v in reach['learned_delivered_yaw'])} (reach within 15%: {reach['learned_reach_deg']:.1f} deg); "
+           f"{', '.join(f'{v:.1f}' for v in reach['learned_delivered_yaw'])}. The bundle's promise (calibration: "
+           f"{reach['promise']['calibration']}; its own measured reach {reach['promise']['reach_bundle']}) judged by the regressor "
+           f"on its edit grid (s {reach['promise']['s'][0]:+.1f}..{reach['promise']['s'][-1]:+.1f}): asked "
+           f"{', '.join(f'{v:.1f}' for v in reach['promise']['asked'])}, delivered "
+           f"{', '.join(f'{v:.1f}' for v in reach['promise']['delivered_regressor'])}; delivered within 15% (or 2 deg) over "
+           f"[{reach['promise']['reach_regressor'][0]:+.1f}, {reach['promise']['reach_regressor'][1]:+.1f}] deg; "
            f"oracle direction (least squares of the regressor's yaw over w, R^2 {reach['oracle_r2']:.2f}, cos to v_yaw "
            f"{reach['oracle_cos_learned']:+.2f}) delivers {', '.join(f'{v:.1f}' for v in reach['oracle_delivered_yaw'])}: "
            f"how far this generator turns a head along its best linear direction. Picture: {args.name}_reach.png (rows: "

@@ -9,7 +9,8 @@
       view_head.onnx            optional: the decomposer's view head
       encoder.safetensors       optional: image -> w encoder, for turning real images
       encoder.onnx              optional: the encoder in ONNX
-      manifest.json             format_version, sha256 + size of every file, the recipe, created date
+      manifest.json             format_version, sha256 + size of every file, the recipe, created date,
+                                and a copy of the yaw calibration and its measured reach (from directions.json)
 
     b = Bundle.load("bundle/")
     w = b.sample_w(8, seed=0)
@@ -109,8 +110,31 @@ def write_bundle(
         "files": files,
         "recipe": _recipe_dict(recipe),
     }
+    yaw = _yaw_summary(out_dir / DIRECTIONS_JSON)
+    if yaw is not None:
+        manifest["yaw"] = yaw
     write_json(out_dir / MANIFEST, manifest)
     return out_dir
+
+
+def _reach(entry: Mapping[str, Any]) -> tuple[float, float] | None:
+    r = entry.get("reach")
+    if r is None:
+        return None
+    lo, hi = (float(x) for x in r)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= 0.0 <= hi):
+        raise BundleError(f"{DIRECTIONS_JSON}: reach must be [lo <= 0, hi >= 0] degrees, got {list(r)}")
+    return lo, hi
+
+
+def _yaw_summary(directions_json: Path) -> dict[str, Any] | None:
+    """The manifest's copy of the yaw calibration and reach (DESIGN.md): what a user reads first."""
+    e = read_json(directions_json).get("directions", {}).get("yaw")
+    if not e or "units_per_sigma" not in e:
+        return None
+    out = {k: e[k] for k in ("intercept", "units_per_sigma", "calibration", "reach") if k in e}
+    out.setdefault("calibration", "least squares over samples (Eq. 3)")
+    return out
 
 
 def _load_generator(path: Path, device: str) -> Any:
@@ -187,6 +211,10 @@ class Bundle:
                 if want is None or sha256_file(fpath) != want:
                     raise BundleError(f"{fpath}: sha256 does not match the manifest (file changed or corrupt)")
         info, directions = _read_directions(path)
+        try:
+            _reach(info["directions"].get("yaw", {}))
+        except BundleError as e:
+            raise BundleError(f"{path / DIRECTIONS_JSON}: {str(e).split(': ', 1)[1]}") from None
         return cls(path, manifest, info, directions, device)
 
     @property
@@ -289,6 +317,12 @@ class Bundle:
 
     def s_to_yaw(self, s: float | Tensor) -> float | Tensor:
         return self.s_to_value("yaw", s)
+
+    @property
+    def yaw_reach(self) -> tuple[float, float] | None:
+        """(lo, hi) degrees: the yaws an edit along v_yaw delivers within 15% of the calibration (measured by
+        the directions stage, directions.reach); None for bundles written before it was measured."""
+        return _reach(self.info["directions"].get("yaw", {}))
 
     def _calibration(self, name: str) -> dict[str, Any]:
         e = self._entry(name)

@@ -70,9 +70,13 @@ def _info(path: str) -> str:
         lines.append(f"  {kind} directions ({len(names)}): {', '.join(names)}")
     if "yaw" in b.directions:
         try:
-            lines.append(f"  yaw calibration: s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
+            how = "read off edits" if b.info["directions"]["yaw"].get("calibration") == "edits" else "least squares over samples"
+            lines.append(f"  yaw calibration ({how}): s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
         except KeyError:
             lines.append("  yaw calibration: missing")
+        reach = b.yaw_reach
+        lines.append(f"  yaw reach (delivered within 15%): [{reach[0]:+.1f}, {reach[1]:+.1f}] degrees" if reach is not None
+                     else "  yaw reach: not measured (a bundle from before it was; held to the view range)")
     has = lambda name: "yes" if name in m["files"] else "no"  # noqa: E731
     lines.append(f"  ONNX: generator {has(GENERATOR_ONNX)}, view head {has(VIEW_HEAD_ONNX)}, encoder {has(ENCODER_ONNX)}")
     lines.append("  encoder (real images): " + (f"yes, max_l1 {b.encoder.meta.get('max_l1', float('nan')):.3f}" if b.has_encoder else "no"))

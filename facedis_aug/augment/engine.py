@@ -50,6 +50,30 @@ class BundleSpec:
     # bundle has no encoder (written before the encode stage existed, or without it)
     encoder: dict[str, Any] | None = None
     yaw_s_mean: float = 0.0  # mean of w.v_yaw / sigma over the generator's own w (0 when the bundle does not say)
+    # (lo, hi) degrees an edit along v_yaw delivers within 15% of the calibration (directions.reach); None in
+    # bundles written before it was measured, which are held to the view range alone
+    yaw_reach: tuple[float, float] | None = None
+
+    @property
+    def yaw_bounds(self) -> tuple[float, float]:
+        """(lo, hi): the yaws (degrees) this bundle may be asked for: its measured reach, within the view range."""
+        lim = self.yaw_limit
+        if self.yaw_reach is None:
+            return -lim, lim
+        return max(self.yaw_reach[0], -lim), min(self.yaw_reach[1], lim)
+
+    def check_yaws(self, lo: float, hi: float, what: str = "yaw") -> None:
+        """Raise ValueError (one line, naming the reach) when [lo, hi] degrees is not inside `yaw_bounds`."""
+        blo, bhi = self.yaw_bounds
+        if lo >= blo - 1e-9 and hi <= bhi + 1e-9:
+            return
+        if self.yaw_reach is None:
+            why = f"the decomposer's view range (|yaw| <= {self.yaw_limit:g}, its rot_range)"
+        else:
+            why = ("its measured reach (edits along v_yaw, read back by its view head, deliver the calibrated yaw within "
+                   "15% only there; directions.json 'yaw'.reach)")
+        raise ValueError(f"{what} ({lo:g}, {hi:g}) degrees is beyond what the bundle {self.path} delivers: "
+                         f"[{blo:.1f}, {bhi:.1f}] deg, {why}")
 
     @property
     def resolution(self) -> int:
@@ -147,6 +171,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         files=dict(listed),
         encoder=_encoder_facts(b.path / ENCODER) if ENCODER in listed else None,
         yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),
+        yaw_reach=b.yaw_reach,
     )
 
 

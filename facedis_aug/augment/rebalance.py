@@ -16,7 +16,9 @@
    histogram equals the target (up to rounding) unless capped.
 3. The synthetic part is a `SyntheticPoseFaces` with the deficit histogram (matched exactly, see
    `YawDistribution`); its identity labels are offset after the real classes.
-Real yaws outside the bin range are counted in the end bins.
+The bins span the bundle's measured reach by default (`spec.yaw_bounds`); bins beyond it are refused,
+since the synthetic images there would not have the yaw of their bin. Real yaws outside the bin range
+are counted in the end bins.
 """
 from __future__ import annotations
 
@@ -132,7 +134,7 @@ class PoseRebalanced(Dataset):
 
     base: any (image, label) Dataset; bundle: bundle folder or `Bundle`; target: "uniform" or K
     weights over the bins; bins: number of equal bins over `yaw_range` or explicit edges;
-    yaw_range: default +-(the decomposer's rot_range from the bundle recipe); images_per_identity:
+    yaw_range: default the bundle's measured reach (`spec.yaw_bounds`; +-rot_range without one); images_per_identity:
     synthetic images per new identity; max_synthetic: cap on the synthetic count;
     synthetic_transform / synthetic_target_transform: applied to synthetic samples only. Without
     synthetic_transform, synthetic images come out like the base's (same type, size and mode, and a
@@ -169,8 +171,7 @@ class PoseRebalanced(Dataset):
             max_synthetic = count_arg("max_synthetic", max_synthetic, minimum=0)
         self.base = base
         self.spec = open_bundle(bundle, backend, device)
-        lim = self.spec.yaw_limit
-        lo, hi = yaw_range if yaw_range is not None else (-lim, lim)
+        lo, hi = yaw_range if yaw_range is not None else self.spec.yaw_bounds
         if isinstance(bins, int):
             if bins < 1:
                 raise ValueError(f"bins must be >= 1, got {bins}")
@@ -179,6 +180,7 @@ class PoseRebalanced(Dataset):
             self.edges = np.asarray(bins, dtype=np.float64)
             if self.edges.ndim != 1 or len(self.edges) < 2 or not (np.diff(self.edges) > 0).all():
                 raise ValueError("bins must be a count or increasing edges (at least 2)")
+        self.spec.check_yaws(float(self.edges[0]), float(self.edges[-1]), "PoseRebalanced's bins")
         k = len(self.edges) - 1
         t = np.full(k, 1.0 / k) if isinstance(target, str) and target == "uniform" else np.asarray(target, dtype=np.float64)
         if isinstance(target, str) and target != "uniform":

@@ -1,6 +1,6 @@
 """`SyntheticPoseFaces`: new identities at the poses you ask for, as a torchvision-style Dataset.
 
-    ds = SyntheticPoseFaces("bundle/", num_identities=1000, images_per_identity=16, yaw=(-90, 90))
+    ds = SyntheticPoseFaces("bundle/", num_identities=1000, images_per_identity=16)   # yaw uniform over the reach
     image, identity = ds[0]             # float32 [3, R, R] in [0, 1], int in [0, 1000)
     loader = DataLoader(ds, batch_size=64, num_workers=4)   # renders each batch in one call
 
@@ -61,15 +61,14 @@ class YawDistribution:
     the indices with the seed, and the yaw is uniform inside its bin.
     """
 
-    def __init__(self, yaw: Any, n: int, seed: int, limit: float):
-        self.limit = float(limit)
+    def __init__(self, yaw: Any, n: int, seed: int, spec: BundleSpec):
         self.edges: np.ndarray | None = None
         self.counts: np.ndarray | None = None
         self.bin_of: np.ndarray | None = None
         if isinstance(yaw, str):
             if yaw != "uniform":
                 raise ValueError(f"yaw must be 'uniform', (lo, hi) degrees or a histogram; got {yaw!r}")
-            self.lo, self.hi = -float(limit), float(limit)
+            self.lo, self.hi = spec.yaw_bounds
         elif isinstance(yaw, dict):
             self._histogram(yaw.get("edges"), yaw.get("weights", yaw.get("counts")), n, seed)
         elif isinstance(yaw, (tuple, list)) and len(yaw) == 2 and all(np.ndim(v) == 0 for v in yaw):
@@ -80,9 +79,7 @@ class YawDistribution:
             self._histogram(yaw[0], yaw[1], n, seed)
         else:
             raise ValueError(f"yaw must be 'uniform', (lo, hi) degrees or a histogram (edges, weights); got {yaw!r}")
-        if self.lo < -self.limit - 1e-9 or self.hi > self.limit + 1e-9:
-            raise ValueError(f"yaw ({self.lo:g}, {self.hi:g}) degrees is beyond what the bundle's decomposer can express "
-                             f"(|yaw| <= {self.limit:g}, its rot_range)")
+        spec.check_yaws(self.lo, self.hi)
 
     def _histogram(self, edges: Any, weights: Any, n: int, seed: int) -> None:
         if edges is None or weights is None:
@@ -114,8 +111,9 @@ class SyntheticPoseFaces(Dataset):
     """Synthetic identities at target yaws from a bundle. Returns (image, identity).
 
     bundle: a bundle folder or `Bundle`; num_identities x images_per_identity samples (or
-    `num_images`, which may cut the last identity short); yaw: "uniform" (over +-the decomposer's
-    rot_range from the bundle's recipe), (lo, hi) degrees, or a histogram dict(edges=[K+1],
+    `num_images`, which may cut the last identity short); yaw: "uniform" (over the bundle's measured
+    reach, `spec.yaw_bounds`; +-the decomposer's rot_range for bundles without one), (lo, hi) degrees,
+    or a histogram dict(edges=[K+1],
     weights=[K]) / tuple (edges, weights); lighting: False, True (s ~ N(0, 1)) or the std of s;
     output: "tensor" ([3, R, R] in [0, 1]), "pil", or "sample" (a dict with image, w, yaw,
     identity, for `PoseExtrapolate`); backend: "torch" or "onnx" (same images within ~1e-4);
@@ -158,7 +156,7 @@ class SyntheticPoseFaces(Dataset):
             raise ValueError(f"lighting must be False, True or a std >= 0, got {lighting}")
         if self.lighting > 0 and not self.spec.light_names():
             raise ValueError(f"{self.spec.path}: lighting=True but the bundle has no light directions")
-        self.yaw_dist = YawDistribution(yaw, self.num_images, self.seed, self.spec.yaw_limit)
+        self.yaw_dist = YawDistribution(yaw, self.num_images, self.seed, self.spec)
         self.output, self.backend, self.device = output, backend, device
         self.transform, self.target_transform = transform, target_transform
         self.batch_size = int(batch_size)

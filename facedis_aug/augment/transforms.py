@@ -10,7 +10,7 @@ form; `blend_background=True` pastes the turned face over the original with a so
 
 Synthetic samples of `SyntheticPoseFaces(output="sample")`, dicts {"image", "w", "yaw", "identity"}:
 
-    t = v2.Compose([PoseExtrapolate("bundle/", yaw=(-90, 90)), v2.RandomHorizontalFlip()])
+    t = v2.Compose([PoseExtrapolate("bundle/", yaw="uniform"), v2.RandomHorizontalFlip()])
     ds = SyntheticPoseFaces("bundle/", 100, 8, output="sample", transform=t)
 
 The new yaw is drawn from torch's global RNG in `get_params()` (so DataLoader worker seeding and
@@ -21,10 +21,11 @@ albumentations: `AlbuPoseExtrapolate(bundle, encode=True)` turns real images (ui
 [H, W, C]); with encode=False (the default) it takes the latent as an extra named target,
 `A.Compose([AlbuPoseExtrapolate("bundle/", yaw=(-90, 90)), A.HorizontalFlip()])(image=img, w=w)`.
 Either way it draws the yaw in `get_params` (albumentations' seeded RNG) and renders in `apply`.
-The target yaw is reached through the bundle's calibration (degrees per unit of s along v_yaw),
-so it is only as good as that calibration: benchmarks/results/encoder.md measures it. Targets whose
-s lies more than `max_s` sigma from the generator's own faces are refused (ValueError naming the
-range the bundle reaches); images that cannot be turned raise `FaceInputError` (see .real).
+The target yaw is reached through the bundle's calibration (degrees per unit of s along v_yaw, read
+off edits by the directions stage), so it is only as good as that calibration: benchmarks/results/
+table2_*.md measure it. Targets beyond the bundle's measured reach, or whose s lies more than `max_s`
+sigma from the generator's own faces, are refused (ValueError naming the range the bundle reaches;
+max_s=None renders anyway); images that cannot be turned raise `FaceInputError` (see .real).
 """
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ from .real import FaceInputError, central_mask, from_rgb_unit, pad_square, to_rg
 MAX_S = 10.0
 
 
-def _yaw_range(yaw: Any, limit: float) -> tuple[float, float]:
+def _yaw_range(yaw: Any, default: tuple[float, float]) -> tuple[float, float]:
     if isinstance(yaw, str):
         if yaw != "uniform":
             raise ValueError(f"yaw must be 'uniform' or (lo, hi) degrees, got {yaw!r}")
-        return -limit, limit
+        return default
     lo, hi = (float(v) for v in yaw)
     if not lo <= hi:
         raise ValueError(f"yaw range must have lo <= hi, got {(lo, hi)}")
@@ -68,7 +69,7 @@ class _YawTurner:
         self.spec = open_bundle(bundle, backend, device)
         self.relative = bool(relative)
         lim = self.spec.yaw_limit
-        self.yaw_range = _yaw_range(yaw, 2 * lim if relative else lim)
+        self.yaw_range = _yaw_range(yaw, (-2 * lim, 2 * lim) if relative else self.spec.yaw_bounds)
         self.p = float(p)
         self.blend_background, self.refine_steps, self.face_check = bool(blend_background), refine_steps, bool(face_check)
         if max_s is not None and not float(max_s) > 0:
@@ -83,19 +84,23 @@ class _YawTurner:
         self.engine = Engine(self.spec)
 
     def _reachable(self) -> tuple[float, float]:
-        """Absolute yaws (degrees) this transform may render: the yaw limit, narrowed by max_s."""
+        """Absolute yaws (degrees) this transform may render: the bundle's measured reach (or the yaw limit),
+        narrowed by max_s; with max_s None, the yaw limit."""
         lim = self.spec.yaw_limit
         if self.max_s is None:
             return -lim, lim
         m = self.spec.yaw_s_mean
         lo, hi = sorted(float(self.spec.s_to_yaw(m + d)) for d in (-self.max_s, self.max_s))
-        return max(lo, -lim), min(hi, lim)
+        blo, bhi = self.spec.yaw_bounds
+        return max(lo, blo), min(hi, bhi)
 
     def _check_reach(self, target: float) -> None:
-        """Refuse a target yaw whose s lies more than max_s sigma from the generator's own faces."""
+        """Refuse a target yaw beyond the bundle's measured reach, or whose s lies more than max_s sigma from
+        the generator's own faces (max_s None: neither)."""
         if self.max_s is None:
             return
         sp = self.spec
+        sp.check_yaws(target, target, "target yaw")
         s, m = float(sp.yaw_to_s(target)), sp.yaw_s_mean
         if abs(s - m) > self.max_s * (1 + 1e-9):  # the range's own ends (from s_to_yaw) must pass
             c, k = sp.calibration["yaw"]
@@ -159,12 +164,13 @@ class PoseExtrapolate(torch.nn.Module):
     image in the input's form and size; or a synthetic sample dict with "w" [d] and "image" -> the
     same dict with "image" (a tv_tensors.Image of the input's size), "w" and "yaw" replaced.
     relative=True: the range is an offset from the face's current yaw (w.v_yaw through the
-    calibration; a sample's own "yaw" when it has one), clipped into `reachable` (the yaw limit
-    narrowed by max_s, fixed at construction: a relative turn never raises per sample).
+    calibration; a sample's own "yaw" when it has one), clipped into `reachable` (the bundle's measured
+    reach narrowed by max_s, fixed at construction: a relative turn never raises per sample).
     refine_steps: Adam steps refining the encoder's w (None = the bundle's default); face_check:
     refuse images whose encoder reconstruction is worse than the bundle's max_l1 (FaceInputError).
-    max_s: refuse target yaws (ValueError, at construction for absolute ranges) whose Eq. 4 scale
-    is more than max_s sigma from the generator's own faces (None: no limit).
+    max_s: refuse target yaws (ValueError, at construction for absolute ranges) beyond the bundle's
+    measured reach or whose Eq. 4 scale is more than max_s sigma from the generator's own faces
+    (None: neither limit; only the view range).
     """
 
     def __init__(self, bundle: Any, yaw: Any = "uniform", p: float = 1.0, backend: str = "torch", device: str = "cpu",

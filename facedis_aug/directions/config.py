@@ -1,8 +1,16 @@
 """Stage 3 settings (least-squares and localized directions). Owned by the directions stage."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+# the 14 univariate semantics (paper Sec. 4.3), in the decomposer's order: view, then light
+SEMANTICS: tuple[str, ...] = (
+    "pitch", "yaw", "roll", "tx", "ty", "tz",
+    "ambient_r", "ambient_g", "ambient_b",
+    "diffuse_r", "diffuse_g", "diffuse_b",
+    "light_x", "light_y",
+)  # fmt: skip
 
 
 @dataclass
@@ -21,6 +29,11 @@ class DirectionsConfig:
     num_clusters: int = 3  # Ward clusters of the kept v_p (paper Fig. 6: background / face / around the face)
     batch_size: Optional[int] = None  # images per generate-and-decompose batch; null = 32 on CPU, 256 on CUDA
     seed: int = 0  # seed for pair sampling and the solver's random initialisation
+    # ours: semantics whose degrees -> s calibration is read off edits along the direction, with the measured reach
+    # (directions.reach); Eq. 3's least-squares calibration is kept beside it. [] keeps Eq. 3's alone
+    edit_calibration: list[str] = field(default_factory=lambda: ["yaw"])
+    edit_faces: int = 64  # faces per set (one set fits the line, another checks the reach) at each of 21 edit scales
+
 
     def __post_init__(self) -> None:
         for name in ("num_pairs", "num_samples", "jacobian_pairs", "P", "num_clusters"):
@@ -33,5 +46,10 @@ class DirectionsConfig:
                 raise ValueError(f"directions.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"directions.lr must be > 0, got {self.lr}")
+        bad = [n for n in self.edit_calibration if n not in SEMANTICS]
+        if bad:
+            raise ValueError(f"directions.edit_calibration: {bad[0]!r} is not a univariate semantic ({', '.join(SEMANTICS)})")
+        if self.edit_faces < 2:
+            raise ValueError(f"directions.edit_faces must be >= 2, got {self.edit_faces}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"directions.iterations must be >= 1 or null, got {self.iterations}")

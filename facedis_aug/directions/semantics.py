@@ -22,13 +22,8 @@ from torch import Tensor, nn
 
 from ..ops.linear import fit_directions_with_r2, projection_std
 from ..ops.resize import resize_square
+from .config import SEMANTICS  # defined there so that reading a recipe needs no torch
 
-SEMANTICS: tuple[str, ...] = (
-    "pitch", "yaw", "roll", "tx", "ty", "tz",
-    "ambient_r", "ambient_g", "ambient_b",
-    "diffuse_r", "diffuse_g", "diffuse_b",
-    "light_x", "light_y",
-)  # fmt: skip
 # unit of one semantic step: angles are degrees by the package convention
 SEMANTIC_UNITS: dict[str, str] = {
     **{k: "degrees" for k in ("pitch", "yaw", "roll")},

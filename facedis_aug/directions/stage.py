@@ -6,7 +6,8 @@ and the stage-2 decomposer, and write them for the bundle.
       jacobian.safetensors     J* [S, d] (normalised units), per-pixel R^2, the albedo/depth scales
       localized.safetensors    checkpoint: U [S, P], V [d, P] of Eq. 5 (before pruning)
       directions.safetensors   named unit directions [d]: the univariate semantics, local_000, ...
-      directions.json          per direction: sigma, R^2, calibration / ||u_p||, cluster, region
+      directions.json          per direction: sigma, R^2, calibration / ||u_p||, cluster, region; for the
+                               semantics in edit_calibration (yaw) the calibration read off edits and the reach
       dendrogram.png           Ward clustering of the kept v_p with each leaf's albedo|depth change (Fig. 6)
       components.png           every kept component's albedo|depth perturbation
       strips_univariate.png    manipulation strips of the univariate semantics, s = -4..4 (Fig. 4)
@@ -249,12 +250,37 @@ def compute_directions(
                      "scales": {"albedo": float(jac["scales"][0]), "depth": float(jac["scales"][1])}},  # fmt: skip
         "univariate": {"pairs": cfg.num_pairs, "sigma_samples": cfg.num_samples, "seed": cfg.seed},
     }
+    for name in cfg.edit_calibration:
+        _calibrate_by_edits(G, decomposer, name, directions, entries, cfg, device, batch_size, say)
     save_safetensors(out / "directions.safetensors", directions, {"format": DIRECTIONS_FORMAT, "names": list(directions)})
     write_json(out / "directions.json", info)
     outputs = {"directions": "directions.safetensors", "info": "directions.json", "jacobian": "jacobian.safetensors"}
     if pictures:
         outputs.update(_stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, out, size))
     return outputs
+
+
+def _calibrate_by_edits(G: nn.Module, decomposer: nn.Module, name: str, directions: dict[str, Tensor],
+                        entries: dict[str, dict[str, Any]], cfg: Any, device: str, batch_size: int,
+                        say: Callable[[str], None]) -> None:
+    """Replace Eq. 3's calibration of `name` by the one read off edits (directions.reach), keeping the
+    former under 'regression_calibration', and add the measured reach."""
+    from .reach import calibrate_by_edits
+
+    if name not in directions:
+        say(f"[directions] {name}: no direction, so no edit calibration")
+        return
+    e = entries[name]
+    w_fit = sample_w(G, cfg.edit_faces, cfg.seed + 2, device)
+    w_check = sample_w(G, cfg.edit_faces, cfg.seed + 3, device)
+    cal = calibrate_by_edits(G, decomposer, directions[name].to(device), e["sigma"], name, w_fit, w_check, batch_size=batch_size)
+    e["regression_calibration"] = {"intercept": e["intercept"], "units_per_sigma": e["units_per_sigma"]}
+    e.update(calibration="edits", intercept=cal["intercept"], units_per_sigma=cal["units_per_sigma"], reach=cal["reach"],
+             edit_check={k: cal[k] for k in ("reach_tol", "reach_floor", "fit_halfwidth", "faces", "curve")})
+    unit = "deg" if e.get("unit") == "degrees" else "units"
+    say(f"[directions] {name} read off edits: {cal['units_per_sigma']:+.2f} {unit} per sigma (Eq. 3 over samples: "
+        f"{e['regression_calibration']['units_per_sigma']:+.2f}); delivered within {cal['reach_tol']:.0%} over "
+        f"[{cal['reach'][0]:+.1f}, {cal['reach'][1]:+.1f}] {unit}")
 
 
 def strip_latents(G: nn.Module, seeds: tuple[int, ...] = STRIP_SEEDS) -> Tensor:

@@ -141,7 +141,7 @@ def test_bad_bundles_are_refused(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(yaw=(1e6, 2e6)), r"beyond what the bundle's decomposer can express \(\|yaw\| <= 90"),
+    (dict(yaw=(1e6, 2e6)), r"beyond what the bundle .* delivers: \[-90.0, 90.0\] deg, the decomposer's view range \(\|yaw\| <= 90"),
     (dict(yaw=(-500, 500)), "beyond"),
     (dict(yaw={"edges": [-120, 0, 120], "weights": [1, 1]}), "beyond"),
     (dict(num_identities="5"), "num_identities must be an integer >= 1, got '5'"),
@@ -164,3 +164,38 @@ def test_the_yaw_limit_is_the_decomposers_own_rot_range(tmp_path):
     with pytest.raises(ValueError, match=r"\|yaw\| <= 60"):
         SyntheticPoseFaces(b, 2, 2, yaw=(-70, 0))
     assert SyntheticPoseFaces(b, 2.0, 2).num_identities == 2  # a whole float is an integer
+
+
+def test_a_measured_reach_bounds_every_yaw_request(tmp_path):
+    from facedis_aug.augment.rebalance import PoseRebalanced
+    from facedis_aug.augment.transforms import PoseExtrapolate
+    from facedis_aug.ops.io import read_json
+
+    b = make_tiny_bundle(tmp_path / "reach", yaw_reach=(-20.0, 35.0))
+    assert Bundle.load(b).yaw_reach == (-20.0, 35.0)
+    assert read_json(b / "manifest.json")["yaw"] == {"intercept": 0.0, "units_per_sigma": DEG_PER_SIGMA, "calibration": "edits",
+                                                     "reach": [-20.0, 35.0]}  # fmt: skip
+    from facedis_aug.cli import _info
+
+    assert "yaw calibration (read off edits)" in _info(str(b)) and "yaw reach (delivered within 15%): [-20.0, +35.0]" in _info(str(b))
+    ds = SyntheticPoseFaces(b, 20, 5)  # "uniform" is over the reach, not the view range
+    y = ds.yaws()
+    assert y.min() >= -20 and y.max() <= 35 and y.min() < -15 and y.max() > 30 and "uniform(-20, 35)" in repr(ds)
+    for yaw in [(-30, 0), (0, 36), {"edges": [-10, 0, 40], "weights": [1, 1]}]:
+        with pytest.raises(ValueError, match=r"delivers: \[-20.0, 35.0\] deg, its measured reach") as e:
+            SyntheticPoseFaces(b, 2, 2, yaw=yaw)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"target yaw \(40, 40\) .* measured reach"):
+        PoseExtrapolate(b, yaw=(0, 40))
+    assert PoseExtrapolate(b).yaw_range == (-20.0, 35.0)
+    rel = PoseExtrapolate(b, yaw=(-90, 90), relative=True)
+    assert -20.0 <= rel.reachable[0] and rel.reachable[1] <= 35.0  # relative turns are clipped into the reach
+    assert PoseExtrapolate(b, yaw=(0, 40), max_s=None).yaw_range == (0, 40)  # max_s=None renders anyway
+    with pytest.raises(ValueError, match=r"PoseRebalanced's bins \(-40, 40\) .* measured reach"):
+        PoseRebalanced([(torch.zeros(3, 32, 32), 0)], b, bins=4, yaw_range=(-40, 40))
+    # a reach that does not hold 0 is refused when the bundle loads, naming the file
+    info = json.loads((b / "directions.json").read_text())
+    info["directions"]["yaw"]["reach"] = [5.0, 30.0]
+    (b / "directions.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError, match=r"directions.json: reach must be \[lo <= 0, hi >= 0\]"):
+        Bundle.load(b, verify=False)

@@ -38,8 +38,11 @@ class _Mapping(nn.Module):
         return self.w_avg.lerp(w, truncation_psi) if truncation_psi != 1.0 else w
 
 
+PAINT = 64.0  # the stand-in image holds w / PAINT: inside [-1, 1] even 12 sigma along a direction
+
+
 class _Synthesis(nn.Module):
-    """Writes w / 8 into the first d values of the image (the rest is 0)."""
+    """Writes w / PAINT into the first d values of the image (the rest is 0)."""
 
     def __init__(self, w_dim: int, resolution: int):
         super().__init__()
@@ -47,7 +50,7 @@ class _Synthesis(nn.Module):
 
     def forward(self, w: Tensor, noise_mode: str = "const") -> Tensor:
         img = torch.zeros(w.shape[0], 3 * self.resolution**2, dtype=w.dtype, device=w.device)
-        img[:, : self.w_dim] = w / 8
+        img[:, : self.w_dim] = w / PAINT
         return img.view(-1, 3, self.resolution, self.resolution)
 
 
@@ -102,7 +105,7 @@ class StandInDecomposer(nn.Module):
 
     def forward(self, img: Tensor) -> _Out:
         assert img.shape[-1] == SIZE
-        w = img.flatten(1)[:, : self.d].double() * 8
+        w = img.flatten(1)[:, : self.d].double() * PAINT
         maps = (w @ self.J.T).view(-1, 4, SIZE, SIZE) + 0.5
         return _Out(view=(w @ self.Av.T + self.cv).float(), light=(w @ self.Al.T + self.cl).float(),
                     albedo=maps[:, :3].float(), depth=maps[:, 3].float())  # fmt: skip
@@ -154,8 +157,11 @@ def test_sigma_and_calibration_match_the_planted_world(stage_run):
     v = dirs["yaw"].double()
     sigma = _true_sigma(G, v)
     assert e["sigma"] == pytest.approx(sigma, rel=0.05)  # 4000 samples: std error ~1.1 %
-    assert e["units_per_sigma"] == pytest.approx(float(Dec.Av[1].norm()) * e["sigma"], rel=1e-5)
-    assert e["intercept"] == pytest.approx(float(Dec.cv[1]), abs=1e-4)
+    # read off edits (float32 images, a fitted direction): the planted slope to 1e-4
+    assert e["units_per_sigma"] == pytest.approx(float(Dec.Av[1].norm()) * e["sigma"], rel=1e-4)
+    assert e["regression_calibration"]["units_per_sigma"] == pytest.approx(float(Dec.Av[1].norm()) * e["sigma"], rel=1e-5)
+    assert e["intercept"] == pytest.approx(float(Dec.cv[1]), abs=0.02)  # of a 90 deg-per-sigma planted yaw
+    assert e["regression_calibration"]["intercept"] == pytest.approx(float(Dec.cv[1]), abs=1e-4)
     assert e["unit"] == "degrees"
     # the calibration predicts what an Eq. 4 edit does to the measured yaw
     from facedis_aug.ops.linear import edit_latent
@@ -163,7 +169,7 @@ def test_sigma_and_calibration_match_the_planted_world(stage_run):
     w = G.mapping(torch.randn(5, D, generator=torch.Generator().manual_seed(9)))
     s = torch.tensor([-4.0, -1.0, 0.0, 2.5, 4.0])
     yaw = measure_semantics(Dec, G.synthesis(edit_latent(w, v.float(), s, e["sigma"])))[:, 1]
-    torch.testing.assert_close(yaw.double(), e["intercept"] + e["units_per_sigma"] * s.double(), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(yaw.double(), e["intercept"] + e["units_per_sigma"] * s.double(), atol=0.02, rtol=1e-4)
 
 
 def test_jacobian_of_planted_linear_map_recovered():
@@ -280,3 +286,85 @@ def test_world_region_masks_are_central_disjoint_and_sized():
     assert not (face & around).any()
     assert 0.1 < face.float().mean() < 0.6 and around.any()
     assert face[16, 16] and not face[0, 0] and not around[0, 0]  # the face is central, corners are background
+
+
+# ------------------------------------------------------------------------------------------------ calibration read off edits
+
+
+class SaturatingDecomposer(StandInDecomposer):
+    """The stand-in whose yaw reading stops at `lo` and `hi` degrees (a view head that saturates):
+    linear in w inside, so the calibration line is known, and the reach follows from the clip alone."""
+
+    def __init__(self, lo: float, hi: float, per_sigma: float = 5.0, G: StandInG | None = None):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+        a = self.Av[1]  # rescaled so that one sigma of w along it is `per_sigma` degrees, like a real view head
+        self.Av[1] = a * per_sigma / (float(a.norm()) * _true_sigma(G or StandInG(), a / a.norm()))
+
+    def forward(self, img: Tensor) -> _Out:
+        out = super().forward(img)
+        out.view[:, 1] = out.view[:, 1].clamp(self.lo, self.hi)
+        return out
+
+
+def test_delivered_reach_walks_outward_and_stops_at_the_first_miss():
+    from facedis_aug.directions.reach import delivered_reach
+
+    asked = [-30, -20, -10, 0, 10, 20, 30, 40]
+    delivered = [-22, -19, -10, 0, 10, 20, 40, 40]  # -30 misses (8 > 4.5); +30 misses, +40 would pass again
+    assert delivered_reach(asked, delivered) == (-20.0, 20.0)
+    assert delivered_reach(asked, delivered, tol=0.3) == (-30.0, 20.0)
+    assert delivered_reach([-5, 5, 10], [-5.9, 6.0, 10.0]) == (0.0, 0.0)  # 15% of 5 is 0.75: both miss at once
+    assert delivered_reach([-5, 5, 10], [-5.9, 6.0, 10.0], floor=1.0) == (-5.0, 10.0)
+    assert delivered_reach([-5, 5], [float("nan"), 5.0]) == (0.0, 5.0)  # a NaN reading is a miss
+    with pytest.raises(ValueError, match="alike"):
+        delivered_reach([1, 2], [1])
+
+
+def test_edit_calibration_is_the_planted_line_and_reach_the_planted_saturation():
+    from facedis_aug.directions.reach import REACH_TOL, calibrate_by_edits
+
+    G = StandInG()
+    lo, hi = -25.0, 40.0
+    dec = SaturatingDecomposer(lo, hi)
+    a = dec.Av[1]
+    v = (a / a.norm()).float()
+    w_fit, w_check = sample_w(G, 32, 5), sample_w(G, 32, 6)
+    sigma = _true_sigma(G, v)
+    k, c = float(a.norm()) * sigma, float(dec.cv[1])  # reading = c + k s inside the clip (edit_latent: w'.v = s sigma)
+    assert c + 3 * k < hi and c - 3 * k > lo  # the fit window (+-2 sigma about the faces' mean) is linear
+    cal = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check)
+    assert cal["units_per_sigma"] == pytest.approx(k, rel=1e-4)
+    assert cal["intercept"] == pytest.approx(c, abs=1e-3)
+    assert k == pytest.approx(5.0)
+    # beyond the clip the reading is the clip value, within 15% while asked <= hi / 0.85 (and >= lo / 0.85)
+    asked = torch.tensor(cal["curve"]["asked"], dtype=torch.float64)
+    want_hi = float(asked[asked <= hi / (1 - REACH_TOL)].max())
+    want_lo = float(asked[asked >= lo / (1 - REACH_TOL)].min())
+    assert cal["reach"] == pytest.approx([want_lo, want_hi], abs=1e-2)
+    assert hi < want_hi and want_lo < lo  # the clip was reached inside the grid on both sides
+    torch.testing.assert_close(torch.tensor(cal["curve"]["delivered_check"], dtype=torch.float64),
+                               asked.clamp(lo, hi), atol=2e-3, rtol=0)
+
+
+def test_stage_stores_the_edit_calibration_beside_eq3s(tmp_path):
+    torch.manual_seed(0)
+    # the samples' yaw spreads +-3 sigma = +-15 deg about -3: some are clipped; the fit window (+-2 sigma) is not
+    G, dec = StandInG(), SaturatingDecomposer(-14.0, 12.0)
+    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16), tmp_path, batch_size=32, pictures=False, say=lambda s: None)
+    e = read_json(tmp_path / outputs["info"])["directions"]["yaw"]
+    assert e["calibration"] == "edits"
+    # the last asked value (the grid steps 5 degrees) within 15% of the clip on each side
+    assert 12.0 / 0.85 - 5.0 < e["reach"][1] <= 12.0 / 0.85 and -14.0 / 0.85 <= e["reach"][0] < -14.0 / 0.85 + 5.0
+    # the edits read the planted line along the stored direction; Eq. 3's answer is kept beside it
+    v = load_safetensors(tmp_path / outputs["directions"])[0]["yaw"].double()
+    a = dec.Av[1]
+    line = float(a @ v) * e["sigma"]
+    assert e["units_per_sigma"] == pytest.approx(line, rel=1e-3)
+    assert e["regression_calibration"]["units_per_sigma"] == pytest.approx(line, rel=0.05)
+    assert e["regression_calibration"]["units_per_sigma"] != e["units_per_sigma"]
+    assert len(e["edit_check"]["curve"]["s"]) == 21
+    # other semantics keep Eq. 3's calibration; [] turns the edit calibration off
+    assert "calibration" not in read_json(tmp_path / outputs["info"])["directions"]["pitch"]
+    off = compute_directions(G, dec, tiny_cfg(edit_calibration=[]), tmp_path / "off", batch_size=32, pictures=False, say=lambda s: None)
+    assert "reach" not in read_json(tmp_path / "off" / off["info"])["directions"]["yaw"]

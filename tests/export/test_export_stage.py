@@ -87,7 +87,8 @@ def test_cli_info_export_and_errors(plain_bundle, tmp_path, capsys):
     b = shutil.copytree(plain_bundle, tmp_path / "b")
     assert main(["info", str(b)]) == 0
     out = capsys.readouterr().out
-    assert "yaw calibration: s = 1 turns the face by +30.0 degrees" in out and "ONNX: generator no" in out
+    assert "yaw calibration (least squares over samples): s = 1 turns the face by +30.0 degrees" in out and "ONNX: generator no" in out
+    assert "yaw reach: not measured" in out  # a bundle from before the reach was measured
     assert main(["export", str(b), "--exporter", "torchscript"]) == 0
     out = capsys.readouterr().out
     assert "generator.onnx: max |ONNX Runtime - PyTorch|" in out and "view_head.onnx" in out
