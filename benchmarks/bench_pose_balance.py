@@ -245,8 +245,15 @@ def rebalanced_data(cache: Cache, s: Settings, bundle: Path) -> tuple[dict[str, 
     def build():
         real, _ = real_data(cache, s)
         n = len(real["labels"])
-        ds = PoseRebalanced(PD.TensorFaces(real["images"], real["labels"]), bundle, target="uniform", bins=len(PD.YAW_EDGES) - 1,
-                            yaw_range=(float(PD.YAW_EDGES[0]), float(PD.YAW_EDGES[-1])), images_per_identity=s.syn_per_id,
+        # the report's 15-degree bins, as far as the bundle's measured reach goes (PoseRebalanced refuses bins
+        # beyond it: the synthetic faces there would not have their bin's yaw)
+        from facedis_aug.augment.engine import open_bundle
+
+        blo, bhi = open_bundle(bundle).yaw_bounds
+        inside = [float(e) for e in PD.YAW_EDGES if blo < e < bhi]
+        edges = [blo, *inside, bhi] if inside else [blo, bhi]
+        ds = PoseRebalanced(PD.TensorFaces(real["images"], real["labels"]), bundle, target="uniform", bins=edges,
+                            images_per_identity=s.syn_per_id,
                             max_synthetic=int(s.max_synthetic_ratio * n), seed=0, num_real_classes=s.train_ids)  # fmt: skip
         images, labels = [], []
         for i in range(n, len(ds), 256):
