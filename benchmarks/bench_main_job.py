@@ -56,6 +56,8 @@ def main() -> None:
         done = out / stage / "DONE.json"
         if done.exists():
             name = f"{stage} (reused from {args.reuse})" if stage in reused else stage
+            if stage == "decompose" and (out / stage / "side.log").exists():
+                name += " (beside gan, in a second process: its seconds overlap gan's)"
             rows.append({"stage": name, "seconds": round(json.loads(done.read_text())["seconds"], 1)})
     if reused:
         fresh = sum(r["seconds"] for r in rows if "reused" not in r["stage"])

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -31,6 +31,7 @@ class StageContext:
     recipe: Recipe
     run_dir: Path
     device: str
+    gan_on_log: Optional[Callable[[int], None]] = None  # called by the gan stage at each log interval
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -59,9 +60,21 @@ STAGE_INPUTS = {
 }
 
 
-def input_hashes(run_dir: Path, stage: str) -> dict[str, str]:
+def decompose_needs_gan(recipe: Recipe) -> bool:
+    """Whether the decompose stage reads the generator: not with decompose.source = data (the recipe's own
+    images, no yaw augmentation), which can then train beside the gan stage."""
+    return recipe.decompose.source != "data"
+
+
+def stage_inputs(recipe: Recipe, stage: str) -> list[str]:
+    if stage == "decompose" and not decompose_needs_gan(recipe):
+        return []
+    return STAGE_INPUTS[stage]
+
+
+def input_hashes(run_dir: Path, stage: str, recipe: Recipe) -> dict[str, str]:
     """sha256 of each input file of `stage` that exists in run_dir."""
-    return {rel: sha256_file(run_dir / rel) for rel in STAGE_INPUTS[stage] if (run_dir / rel).is_file()}
+    return {rel: sha256_file(run_dir / rel) for rel in stage_inputs(recipe, stage) if (run_dir / rel).is_file()}
 
 
 StageFn = Callable[[StageContext], dict[str, Any]]
@@ -94,7 +107,7 @@ def _gan_stage(ctx: StageContext) -> dict[str, Any]:
             return metrics(G, real, ppl=cfg.metrics.ppl)
 
     path = train_gan(cfg, make_batches, ctx.stage_dir("gan"), seed=recipe.run.seed, device=ctx.device,
-                     on_snapshot=on_snapshot)
+                     on_snapshot=on_snapshot, on_log=ctx.gan_on_log)
     return {"weights": str(path.relative_to(ctx.run_dir))}
 
 
@@ -107,12 +120,14 @@ def _decompose_stage(ctx: StageContext) -> dict[str, Any]:
     from .gan.networks import load_generator
 
     recipe, cfg = ctx.recipe, ctx.recipe.decompose
-    G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
-    sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, recipe.run.seed, ctx.device)
+    sampler, synthesize = None, None
+    if decompose_needs_gan(recipe):
+        G = load_generator(ctx.output_of("gan", "gan.safetensors"), device=ctx.device)
+        sampler, synthesize = generator_sampler(G, cfg.image_size, cfg.batch, recipe.run.seed, ctx.device)
     if cfg.source in ("data", "mixed"):
         from .data.stream import make_source
 
-        source = make_source(recipe.data, G.resolution)
+        source = make_source(recipe.data, recipe.gan.resolution)
         data = data_sampler(source, cfg.image_size, cfg.batch, recipe.run.seed, cfg.identity_pairs,
                             num_workers=recipe.data.num_workers)
         sampler = data if cfg.source == "data" else alternating_sampler(data, sampler)
@@ -285,6 +300,84 @@ def report_data(recipe: Recipe, run_dir: Path) -> str:
     return line
 
 
+SIDE_ENV = "FACEDIS_AUG_SIDE_JOB"  # set in the side process, which must not start one of its own
+
+
+class SideDecompose:
+    """The decompose stage in a second process beside the gan stage (run.side_by_side): it writes
+    decompose/ (and its DONE.json) as the stage itself would, its output going to decompose/side.log."""
+
+    def __init__(self, run_dir: Path, threads: int):
+        import subprocess
+        import sys
+
+        self.log_path = run_dir / "decompose" / "side.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), SIDE_ENV: "1"}
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "facedis_aug.pipeline", "--side-decompose", str(run_dir)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def finished(self) -> bool:
+        return self.proc.poll() is not None
+
+    def wait(self) -> None:
+        """Wait for it; raise RuntimeError with the end of its log when it failed."""
+        rc = self.proc.wait()
+        self._log.close()
+        if rc != 0:
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"decompose (run beside gan) failed, exit code {rc}; its log {self.log_path} ends: "
+                               + " | ".join(tail))
+
+    def stop(self) -> None:
+        """End it (the main run failed or was interrupted); its checkpoints let a re-run resume."""
+        if not self.finished():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:
+                self.proc.kill()
+        self._log.close()
+
+
+def _start_side_decompose(recipe: Recipe, run_dir: Path, ctx: StageContext, say: Callable[..., None]) -> SideDecompose | None:
+    """Start decompose beside gan when both are to run, decompose does not read the generator, and the
+    CPU has threads to share; hand the gan stage the side job's threads back when it ends."""
+    import torch
+
+    stages = recipe.run.stages
+    if not (recipe.run.side_by_side and "gan" in stages and "decompose" in stages and ctx.device == "cpu"
+            and not decompose_needs_gan(recipe) and os.environ.get(SIDE_ENV) is None
+            and int(os.environ.get("WORLD_SIZE", "1")) == 1):
+        return None
+    if (run_dir / "gan" / "DONE.json").exists() or (run_dir / "decompose" / "DONE.json").exists():
+        return None
+    total = torch.get_num_threads()
+    if total < 2:
+        return None
+    side_threads = total // 2
+    side = SideDecompose(run_dir, side_threads)
+    torch.set_num_threads(total - side_threads)
+    say(f"[decompose] training beside gan in a second process ({side_threads} of {total} threads; "
+        f"log {side.log_path}); gan on {total - side_threads}")
+
+    def give_back(step: int) -> None:
+        if torch.get_num_threads() < total and side.finished():
+            torch.set_num_threads(total)
+
+    ctx.gan_on_log = give_back
+    side.total_threads = total  # type: ignore[attr-defined]
+    return side
+
+
+def _still_inputs(recorded: dict[str, str], recipe: Recipe, stage: str) -> dict[str, str]:
+    """The recorded input hashes that are still the stage's inputs (a decompose stage on the recipe's own
+    images recorded the generator's hash before it stopped reading it)."""
+    keep = stage_inputs(recipe, stage)
+    return {k: v for k, v in recorded.items() if k in keep}
+
+
 def _set_aside(stage_dir: Path) -> None:
     """Move a stage's folder to <stage>.previous (replacing an older one), so that it starts afresh."""
     import shutil
@@ -295,18 +388,20 @@ def _set_aside(stage_dir: Path) -> None:
     stage_dir.rename(old)
 
 
-def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -> dict[str, str]:
+def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True, side: bool = False) -> dict[str, str]:
     """Run `recipe.run.stages` in order into `run_dir`. Returns stage -> 'done' | 'skipped'.
 
     Under `torchrun`, every process trains the gan stage (data-parallel); the later stages are
-    single-device work done by rank 0 alone, and only rank 0 writes the run folder's files.
+    single-device work done by rank 0 alone, and only rank 0 writes the run folder's files. With
+    run.side_by_side (see RunConfig), decompose may train in a second process beside gan; `side`:
+    this is that process (the run folder's recipe and preview are the main process's).
     """
     run_dir = Path(run_dir)
     rank = int(os.environ.get("RANK", "0"))
     lead = rank == 0
     say = print if verbose and lead else (lambda *a, **k: None)
     longer: list[str] = []
-    if lead:
+    if lead and not side:
         run_dir.mkdir(parents=True, exist_ok=True)
         longer = _check_same_recipe(run_dir, recipe)
         with atomic_write(run_dir / "recipe.yaml", "w") as f:
@@ -316,12 +411,21 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
     ctx = StageContext(recipe=recipe, run_dir=run_dir, device=resolve_device(recipe.run.device))
 
     preview = run_dir / "data_preview.png"
-    if lead and not preview.exists():
+    if lead and not side and not preview.exists():
         write_data_preview(recipe, preview)
         say(f"data preview: {preview}")
     if lead and recipe.data.source == "folder" and any(s in recipe.run.stages for s in ("gan", "decompose", "encode")):
         say(report_data(recipe, run_dir))
+    side_job = _start_side_decompose(recipe, run_dir, ctx, say) if lead and not side else None
+    try:
+        return _run_stages(recipe, run_dir, ctx, longer, lead, say, note, side_job)
+    finally:
+        if side_job is not None:
+            side_job.stop()
 
+
+def _run_stages(recipe: Recipe, run_dir: Path, ctx: StageContext, longer: list[str], lead: bool,
+                say: Callable[..., None], note: Callable[..., None], side_job: SideDecompose | None) -> dict[str, str]:
     functions = stage_functions()
     status: dict[str, str] = {}
     for stage in STAGES:
@@ -329,6 +433,17 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
             continue
         if not lead and stage != "gan":
             break
+        if stage == "decompose" and side_job is not None:
+            import torch
+
+            if not side_job.finished():
+                say(f"[decompose] waiting for it to finish beside gan (log {side_job.log_path})")
+            side_job.wait()
+            torch.set_num_threads(side_job.total_threads)  # type: ignore[attr-defined]
+            rec = read_json(run_dir / "decompose" / "DONE.json")
+            say(f"[decompose] done beside gan in {rec['seconds']:.0f} s")
+            status[stage] = "done"
+            continue
         done = run_dir / stage / "DONE.json"
         if done.exists() and lead:
             rec = read_json(done)
@@ -336,8 +451,8 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
                 key = f"{stage}.{LENGTH_KEYS[stage]}"
                 say(f"[{stage}] {key} grew to {_get(to_dict(recipe), key)}: continuing from its last checkpoint")
                 done.unlink()
-            elif "inputs" in rec and rec["inputs"] != input_hashes(run_dir, stage):
-                changed = sorted(set(rec["inputs"].items()) ^ set(input_hashes(run_dir, stage).items()))
+            elif "inputs" in rec and _still_inputs(rec["inputs"], recipe, stage) != input_hashes(run_dir, stage, recipe):
+                changed = sorted(set(_still_inputs(rec["inputs"], recipe, stage).items()) ^ set(input_hashes(run_dir, stage, recipe).items()))
                 say(f"[{stage}] its inputs changed since it finished ({', '.join(sorted({c[0] for c in changed}))}): "
                     f"running it again; the old results are in {stage}.previous/")
                 _set_aside(run_dir / stage)
@@ -358,8 +473,24 @@ def run_pipeline(recipe: Recipe, run_dir: str | Path, *, verbose: bool = True) -
         seconds = time.time() - t0
         if lead:
             write_json(done, {"stage": stage, "seconds": seconds, "finished": time.time(), "outputs": outputs,
-                              "inputs": input_hashes(run_dir, stage)})
+                              "inputs": input_hashes(run_dir, stage, recipe)})
         note(event="done", stage=stage, seconds=seconds, outputs=outputs, time=time.time())
         say(f"[{stage}] done in {seconds:.0f} s")
         status[stage] = "done"
     return status
+
+
+def _side_main(argv: list[str]) -> None:
+    """`python -m facedis_aug.pipeline --side-decompose RUN`: the decompose stage of RUN's own recipe."""
+    from .recipe import load_recipe
+
+    if len(argv) != 2 or argv[0] != "--side-decompose":
+        raise SystemExit("usage: python -m facedis_aug.pipeline --side-decompose RUN_DIR (started by run_pipeline)")
+    run_dir = Path(argv[1])
+    run_pipeline(load_recipe(run_dir / "recipe.yaml", ["run.stages=[decompose]"]), run_dir, side=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _side_main(sys.argv[1:])

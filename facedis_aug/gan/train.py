@@ -176,12 +176,14 @@ def train_gan(
     seed: int,
     device: str = "cpu",
     on_snapshot: Callable[[Generator, int], dict] | None = None,
+    on_log: Callable[[int], None] | None = None,
 ) -> Path:
     """Train (or resume) stage 1 in `run_dir`; return the path of `gan.safetensors` (G_ema).
 
     `make_batches(start_step, rank, world_size)` yields this rank's real batches [cfg.batch, 3, R, R]
     in [-1, 1] from `start_step` on. `on_snapshot(G_ema, step)` (rank 0, optional) returns metrics
-    that go into stats.jsonl beside each snapshot (e.g. FID).
+    that go into stats.jsonl beside each snapshot (e.g. FID). `on_log(step)` (rank 0, optional) is called
+    at every log interval (the pipeline hands the gan the cores a side job gave back).
     """
     run_dir = Path(run_dir)
     rank, world, dev, own_pg = _init_distributed(device)
@@ -353,6 +355,8 @@ def train_gan(
             )  # fmt: skip
             pbar.set_postfix(kimg=f"{kimg:.2f}", img_s=f"{gbatch * steps_since / dt:.1f}", rho=f"{dstats['rho_mean']:.3f}")
             acc, t_last, steps_since = {}, time.perf_counter(), 0
+            if on_log is not None:
+                on_log(done)
         if rank == 0 and (done % snap_every == 0 or done == total_steps):
             save_image_grid(generate(G_ema, seeds=snap_seeds), run_dir / "snapshots" / f"fakes_{done:07d}.png")
             if on_snapshot is not None:

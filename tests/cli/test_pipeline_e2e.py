@@ -137,10 +137,12 @@ def test_training_longer_continues_and_the_stages_after_it_run_again(micro_run, 
         run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.004"]), run, verbose=False)
     old_gan = (run / "gan" / "gan.safetensors").read_bytes()
     status = run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + ["gan.kimg=0.012"]), run, verbose=False)
-    assert status == {s: "done" for s in ("gan", "decompose", "directions", "encode", "export")}
+    # decompose trains on the recipe's own images (tiny.yaml: decompose.source data), not the generator's: it stays
+    assert status == {"gan": "done", "decompose": "skipped", **{s: "done" for s in ("directions", "encode", "export")}}
     steps = [json.loads(x)["step"] for x in (run / "gan" / "stats.jsonl").read_text().splitlines() if '"step"' in x]
     assert max(steps) == 3 and (run / "gan" / "gan.safetensors").read_bytes() != old_gan  # 2 steps, then a third
-    assert (run / "decompose.previous" / "DONE.json").is_file()  # the stale stage was set aside, not deleted
+    assert (run / "directions.previous" / "DONE.json").is_file()  # the stale stage was set aside, not deleted
+    assert not (run / "decompose.previous").exists()
     done = json.loads((run / "export" / "DONE.json").read_text())
     assert set(done["inputs"]) == {"gan/gan.safetensors", "decompose/decomposer.safetensors", "directions/directions.safetensors",
                                    "directions/directions.json", "encode/encoder.safetensors"}
@@ -163,3 +165,29 @@ def test_gan_stage_writes_metrics_at_snapshots_when_switched_on(tmp_path):
         assert x["feature_net"].startswith("fallback-") and x["perceptual_net"].startswith("fallback-")
     # off by default: the tiny recipe's own run writes none
     assert load_recipe(REPO / "recipes" / "tiny.yaml").gan.metrics.enabled is False
+
+
+def test_decompose_on_the_recipe_data_trains_beside_gan(tmp_path):
+    """run.side_by_side: with 2 threads, decompose (source data: no generator needed) runs in a second process
+    while gan trains, and gives the decomposer the one-after-the-other run gives."""
+    from facedis_aug.ops.io import load_safetensors
+
+    stages = MICRO + ["decompose.source=data", "run.stages=[gan,decompose]"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        side = load_recipe(REPO / "recipes" / "tiny.yaml", stages)
+        assert run_pipeline(side, tmp_path / "side", verbose=False) == {"gan": "done", "decompose": "done"}
+        assert torch.get_num_threads() == 2  # the gan's thread was given back
+        seq = load_recipe(REPO / "recipes" / "tiny.yaml", stages + ["run.side_by_side=false"])
+        assert run_pipeline(seq, tmp_path / "seq", verbose=False) == {"gan": "done", "decompose": "done"}
+    finally:
+        torch.set_num_threads(before)
+    assert "decompose" in (tmp_path / "side" / "decompose" / "side.log").read_text()
+    assert not (tmp_path / "seq" / "decompose" / "side.log").exists()
+    a, _ = load_safetensors(tmp_path / "side" / "decompose" / "decomposer.safetensors")
+    b, _ = load_safetensors(tmp_path / "seq" / "decompose" / "decomposer.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
+    events = [json.loads(line)["event"] for line in (tmp_path / "side" / "log.jsonl").read_text().splitlines()]
+    assert events.count("done") == 2  # one per stage, the side process's own line included
