@@ -100,3 +100,30 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
             "curve": {"s": [round(float(x), 4) for x in pos], "asked": [round(float(x), 3) for x in asked],
                       "delivered_fit": [round(float(x), 3) for x in fit],
                       "delivered_check": [round(float(x), 3) for x in check]}}  # fmt: skip
+
+
+def reach_png(name: str, entry: dict[str, Any], path: Any, unit: str = "deg") -> Any:
+    """Asked (the calibration line) and delivered (both face sets) against the edit position, the
+    measured reach shaded: what `calibrate_by_edits` stored in a directions.json entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = entry["edit_check"]["curve"]
+    lo, hi = entry["reach"]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label=f"reach [{lo:+.1f}, {hi:+.1f}] {unit}")
+    ax.plot(c["s"], c["asked"], "k-", lw=1.2, label="asked (calibration line)")
+    ax.plot(c["s"], c["delivered_fit"], "o", ms=3, color="tab:blue", label="delivered, faces the line was fitted on")
+    ax.plot(c["s"], c["delivered_check"], "s", ms=3, color="tab:orange", label="delivered, other faces (the reach's)")
+    ax.set_xlabel(f"s = w'.v_{name} / sigma")
+    ax.set_ylabel(f"{name} read by the view head ({unit})")
+    ax.set_title(f"v_{name}: {entry['units_per_sigma']:+.2f} {unit} per sigma, within "
+                 f"{entry['edit_check']['reach_tol']:.0%} over the shaded band", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -13,6 +13,7 @@ and the stage-2 decomposer, and write them for the bundle.
       strips_univariate.png    manipulation strips of the univariate semantics, s = -4..4 (Fig. 4)
       strips_local.png         manipulation strips of the localized directions, s = -4..4 (Fig. 7)
       strips_yaw.png           six faces along v_yaw, s = -8..8 (the turn the augmentation asks for)
+      reach_yaw.png            the yaw asked (calibration) and delivered along v_yaw, the measured reach shaded
 
 One generation pass serves both regressions: 2N latents are drawn, decomposed once, and paired as
 (w[i], w[N + i]); the univariate fit uses the first num_pairs pairs and J* the first
@@ -308,6 +309,12 @@ def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, ou
         strips_png(G, strip_latents(G, YAW_STRIP_SEEDS), {"yaw": directions["yaw"]}, {"yaw": entries["yaw"]["sigma"]},
                    out / "strips_yaw.png", s_values=YAW_STRIP_S)
         outputs["strips_yaw"] = "strips_yaw.png"
+    for name, e in entries.items():  # the calibration read off edits, and the reach, as a picture
+        if e.get("calibration") == "edits":
+            from .reach import reach_png
+
+            reach_png(name, e, out / f"reach_{name}.png", "deg" if e.get("unit") == "degrees" else "units")
+            outputs[f"reach_{name}"] = f"reach_{name}.png"
     if kept_idx:
         maps = component_maps(U[:, kept_idx], size)
         save_image_grid(signed_map_images(maps), out / "components.png", nrow=8)

@@ -236,7 +236,7 @@ def test_stage_writes_pictures_and_resumes(stage_run, tmp_path):
     out, outputs, G, Dec = stage_run
     from PIL import Image
 
-    for key in ("strips_univariate", "strips_local", "strips_yaw", "dendrogram", "components"):
+    for key in ("strips_univariate", "strips_local", "strips_yaw", "reach_yaw", "dendrogram", "components"):
         with Image.open(out / outputs[key]) as im:
             assert im.format == "PNG" and im.size[0] > 64 and im.size[1] > 32, key
     # univariate strips: 13 valid semantics x 2 faces rows, 9 columns of s
