@@ -83,6 +83,11 @@ def test_overrides(tmp_path):
         load_recipe(p, ["run.sed=1"])
     with pytest.raises(ConfigError, match="choices"):
         load_recipe(p, ["run.stages=[gan, train]"])
+    # YAML 1.1 reads 1e-3 as a string: number fields take it (and 1.0e-3) as the number; words stay refused
+    assert load_recipe(p, ["decompose.lr=1e-3"]).decompose.lr == 1e-3 == load_recipe(p, ["decompose.lr=1.0e-3"]).decompose.lr
+    assert load_recipe(p, ["gan.lr=2E-4"]).gan.lr == 2e-4
+    with pytest.raises(ConfigError, match="expected a number, got 'e-3'"):
+        load_recipe(p, ["decompose.lr=e-3"])
 
 
 @pytest.mark.parametrize("override, message", [
