@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--identities", type=int, default=None, help="new identities (not with --from-real)")
     sy.add_argument("--per-identity", type=int, default=8, help="images per identity")
     sy.add_argument("--yaw", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                    help="uniform yaw range in degrees (default: +-the bundle's view range)")
+                    help="uniform yaw range in degrees (default: the bundle's measured reach; +-its view range for bundles without one)")
     sy.add_argument("--format", choices=["folder", "rec", "wds"], default="folder")
     sy.add_argument("--crop", choices=["arcface", "casia", "none"], default="none",
                     help="arcface 112x112, casia 112x96, none: a square of --size (default the bundle's resolution)")

@@ -5,7 +5,7 @@ Real images (tensor [3, H, W] in [0, 1], PIL image, numpy; see facedis_aug.augme
 w (refined for a few steps), Eq. 4 to the target yaw, decode, resize back to the input's size and
 form; `blend_background=True` pastes the turned face over the original with a soft central mask:
 
-    t = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), PoseExtrapolate("bundle/", yaw=(-60, 60))])
+    t = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), PoseExtrapolate("bundle/")])  # uniform over the reach
     t = PoseExtrapolate("bundle/", yaw=(-30, 30), relative=True)     # turn BY up to 30 degrees
 
 Synthetic samples of `SyntheticPoseFaces(output="sample")`, dicts {"image", "w", "yaw", "identity"}:
@@ -19,7 +19,7 @@ deterministic. The edit is Eq. 4 along v_yaw: w' = w - (w.v) v + s(yaw) sigma v.
 
 albumentations: `AlbuPoseExtrapolate(bundle, encode=True)` turns real images (uint8 or float
 [H, W, C]); with encode=False (the default) it takes the latent as an extra named target,
-`A.Compose([AlbuPoseExtrapolate("bundle/", yaw=(-90, 90)), A.HorizontalFlip()])(image=img, w=w)`.
+`A.Compose([AlbuPoseExtrapolate("bundle/"), A.HorizontalFlip()])(image=img, w=w)`.
 Either way it draws the yaw in `get_params` (albumentations' seeded RNG) and renders in `apply`.
 The target yaw is reached through the bundle's calibration (degrees per unit of s along v_yaw, read
 off edits by the directions stage), so it is only as good as that calibration: benchmarks/results/
