@@ -307,9 +307,11 @@ class SideDecompose:
     """The decompose stage in a second process beside the gan stage (run.side_by_side): it writes
     decompose/ (and its DONE.json) as the stage itself would, its output going to decompose/side.log."""
 
-    def __init__(self, run_dir: Path, threads: int):
+    def __init__(self, run_dir: Path, threads: int, total_threads: int):
         import subprocess
         import sys
+
+        self.total_threads = total_threads  # the main process's threads before it gave `threads` away
 
         self.log_path = run_dir / "decompose" / "side.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +359,7 @@ def _start_side_decompose(recipe: Recipe, run_dir: Path, ctx: StageContext, say:
     if total < 2:
         return None
     side_threads = total // 2
-    side = SideDecompose(run_dir, side_threads)
+    side = SideDecompose(run_dir, side_threads, total)
     torch.set_num_threads(total - side_threads)
     say(f"[decompose] training beside gan in a second process ({side_threads} of {total} threads; "
         f"log {side.log_path}); gan on {total - side_threads}")
@@ -365,9 +367,10 @@ def _start_side_decompose(recipe: Recipe, run_dir: Path, ctx: StageContext, say:
     def give_back(step: int) -> None:
         if torch.get_num_threads() < total and side.finished():
             torch.set_num_threads(total)
+            if side.proc.returncode != 0:  # said now; the run stops (with its log) once gan has finished
+                print(f"[decompose] the side process failed (exit code {side.proc.returncode}, log {side.log_path})")
 
     ctx.gan_on_log = give_back
-    side.total_threads = total  # type: ignore[attr-defined]
     return side
 
 
@@ -439,7 +442,7 @@ def _run_stages(recipe: Recipe, run_dir: Path, ctx: StageContext, longer: list[s
             if not side_job.finished():
                 say(f"[decompose] waiting for it to finish beside gan (log {side_job.log_path})")
             side_job.wait()
-            torch.set_num_threads(side_job.total_threads)  # type: ignore[attr-defined]
+            torch.set_num_threads(side_job.total_threads)
             rec = read_json(run_dir / "decompose" / "DONE.json")
             say(f"[decompose] done beside gan in {rec['seconds']:.0f} s")
             status[stage] = "done"

@@ -191,3 +191,20 @@ def test_decompose_on_the_recipe_data_trains_beside_gan(tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
     events = [json.loads(line)["event"] for line in (tmp_path / "side" / "log.jsonl").read_text().splitlines()]
     assert events.count("done") == 2  # one per stage, the side process's own line included
+
+
+def test_a_failed_side_decompose_stops_the_run_with_its_log(tmp_path):
+    """The side process dies (here: a corrupt decompose checkpoint it tries to resume from); gan still
+    finishes and keeps its result, and the run stops with one error naming decompose/side.log."""
+    stages = MICRO + ["decompose.source=data", "run.stages=[gan,decompose]"]
+    run = tmp_path / "run"
+    (run / "decompose").mkdir(parents=True)
+    (run / "decompose" / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match=r"decompose \(run beside gan\) failed, exit code [1-9].*side\.log ends: "):
+            run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", stages), run, verbose=False)
+    finally:
+        torch.set_num_threads(before)
+    assert (run / "gan" / "DONE.json").is_file() and not (run / "decompose" / "DONE.json").exists()
