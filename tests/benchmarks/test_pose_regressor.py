@@ -146,3 +146,37 @@ def test_edit_response_slope_on_a_planted_linear_generator(monkeypatch):
     assert r["true_per_sigma"] == pytest.approx(10.0, abs=1e-5)
     assert r["mean_true"] == pytest.approx([10.0 * s + 1.0 for s in r["s"]], abs=1e-4)
     assert r["bundle_units_per_sigma"] == 9.0 and r["n"] == 7
+
+
+def test_regressor_reach_judges_the_bundles_promise_on_its_edit_grid(monkeypatch):
+    # the "regressor" reads yaw = 10 (w . v), clipped at +-30: the bundle's calibration says 10 deg per sigma
+    # (sigma 1), so the promise is kept up to 30 / 0.85 and no further, on the grid the bundle stored
+    import benchmarks.bench_table2 as bt
+
+    v = torch.eye(6)[0]
+    grid = [float(s) for s in range(-5, 6)]
+
+    class FakeBundle:
+        info = {"directions": {"yaw": {"units_per_sigma": 10.0, "intercept": 0.0, "calibration": "edits", "reach": [-20.0, 20.0],
+                                       "edit_check": {"curve": {"s": grid}}}}}
+        directions = {"yaw": v}
+        yaw_reach = (-20.0, 20.0)
+
+        def sigma(self, name):
+            return 1.0
+
+        def s_to_yaw(self, s):
+            return 10.0 * s
+
+        def sample_w(self, n, seed=0):
+            return torch.randn(n, 6, generator=torch.Generator().manual_seed(seed))
+
+        def generate(self, w):
+            return (w @ v / 10)[:, None, None, None].expand(-1, 3, 2, 2)
+
+    monkeypatch.setattr(bt, "predict", lambda model, img: {"yaw": (100.0 * img[:, 0, 0, 0]).clamp(-30, 30)})
+    r = bt.regressor_reach(FakeBundle(), None, n=5, seed=1)
+    assert r["s"] == grid and r["asked"] == pytest.approx([10.0 * s for s in grid])
+    assert r["delivered_regressor"] == pytest.approx([max(-30.0, min(30.0, 10.0 * s)) for s in grid], abs=1e-4)
+    assert r["reach_regressor"] == [-30.0, 30.0]  # 40 asked, 30 delivered: 25% off, the walk stops before it
+    assert r["reach_bundle"] == [-20.0, 20.0] and r["calibration"] == "edits"
