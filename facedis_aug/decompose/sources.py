@@ -107,8 +107,10 @@ def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampl
             return faces.world.render(p)["image"].float()
     elif hasattr(faces, "targets") and hasattr(faces, "__getitem__"):
         groups: dict[Any, list[int]] = {}
+        place: list[int] = []  # image j's position in its identity's list
         for j, t in enumerate(faces.targets):
-            groups.setdefault(t, []).append(j)
+            place.append(len(groups.setdefault(t, [])))
+            groups[t].append(j)
         if len(groups) == 1:
             print(f"identity pairs: all {n} images are one identity (no sub-folders or labels): pairs are two "
                   "random images")
@@ -118,8 +120,12 @@ def identity_pair_sampler(faces: Any, size: int, batch: int, seed: int) -> Sampl
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             idx = []
             for j in first.tolist():
-                others = [k for k in groups[faces.targets[j]] if k != j]
-                idx += [j, others[int(torch.randint(len(others), (1,), generator=gen))] if others else j]
+                group = groups[faces.targets[j]]
+                if len(group) == 1:
+                    idx += [j, j]
+                    continue
+                r = int(torch.randint(len(group) - 1, (1,), generator=gen))  # uniform over the others, j skipped
+                idx += [j, group[r if r < place[j] else r + 1]]
             return torch.stack([faces[j][0] for j in idx]).float()
     else:
         raise TypeError(f"identity pairs need the synthetic world or a dataset with identity targets, got "

@@ -230,6 +230,16 @@ def test_identity_pair_sampler_pairs_images_of_one_folder(tmp_path):
         # another photo of the person, unless the person has one only (person 2)
         assert ((photo[0::2] != photo[1::2]) | (person[0::2] == 2)).all()
         assert torch.equal(images, sampler(step)[0])
+        # the partner is a uniform draw over the person's other photos: the same draw as picking from the
+        # explicit list of the others with the step's generator (the sampler skips j by position instead)
+        from facedis_aug.data.stream import step_indices
+
+        gen = torch.Generator().manual_seed(1 * 1_000_003 + step)
+        want = []
+        for j in step_indices(len(faces), 3, 1, step).tolist():
+            others = [k for k, t in enumerate(faces.targets) if t == faces.targets[j] and k != j]
+            want += [j, others[int(torch.randint(len(others), (1,), generator=gen))] if others else j]
+        assert torch.equal(images, torch.stack([faces[k][0] for k in want]) * 2 - 1)
 
 
 @pytest.mark.parametrize("mutual", [True, False])
