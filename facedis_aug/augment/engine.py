@@ -62,6 +62,16 @@ class BundleSpec:
             return -lim, lim
         return max(self.yaw_reach[0], -lim), min(self.yaw_reach[1], lim)
 
+    def uniform_yaws(self) -> tuple[float, float]:
+        """`yaw_bounds`, for a "uniform" yaw default; ValueError (one line) when the reach has no width (the
+        bundle's edits deliver no turn within 15% on either side), which no yaw distribution can use."""
+        lo, hi = self.yaw_bounds
+        if not lo < hi:
+            raise ValueError(f"the bundle {self.path} has a measured reach of [{lo:.1f}, {hi:.1f}] degrees: its edits along "
+                             "v_yaw deliver no turn within 15% of the calibration (directions.json 'yaw'.reach), so it "
+                             "cannot pose faces; retrain it (see the README's stage 2 notes)")
+        return lo, hi
+
     def check_yaws(self, lo: float, hi: float, what: str = "yaw") -> None:
         """Raise ValueError (one line, naming the reach) when [lo, hi] degrees is not inside `yaw_bounds`."""
         blo, bhi = self.yaw_bounds

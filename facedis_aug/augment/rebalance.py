@@ -171,7 +171,7 @@ class PoseRebalanced(Dataset):
             max_synthetic = count_arg("max_synthetic", max_synthetic, minimum=0)
         self.base = base
         self.spec = open_bundle(bundle, backend, device)
-        lo, hi = yaw_range if yaw_range is not None else self.spec.yaw_bounds
+        lo, hi = yaw_range if yaw_range is not None else self.spec.uniform_yaws()
         if isinstance(bins, int):
             if bins < 1:
                 raise ValueError(f"bins must be >= 1, got {bins}")

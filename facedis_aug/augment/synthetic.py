@@ -68,7 +68,7 @@ class YawDistribution:
         if isinstance(yaw, str):
             if yaw != "uniform":
                 raise ValueError(f"yaw must be 'uniform', (lo, hi) degrees or a histogram; got {yaw!r}")
-            self.lo, self.hi = spec.yaw_bounds
+            self.lo, self.hi = spec.uniform_yaws()
         elif isinstance(yaw, dict):
             self._histogram(yaw.get("edges"), yaw.get("weights", yaw.get("counts")), n, seed)
         elif isinstance(yaw, (tuple, list)) and len(yaw) == 2 and all(np.ndim(v) == 0 for v in yaw):

@@ -29,7 +29,7 @@ max_s=None renders anyway); images that cannot be turned raise `FaceInputError` 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -45,11 +45,11 @@ from .real import FaceInputError, central_mask, from_rgb_unit, pad_square, to_rg
 MAX_S = 10.0
 
 
-def _yaw_range(yaw: Any, default: tuple[float, float]) -> tuple[float, float]:
+def _yaw_range(yaw: Any, default: Callable[[], tuple[float, float]]) -> tuple[float, float]:
     if isinstance(yaw, str):
         if yaw != "uniform":
             raise ValueError(f"yaw must be 'uniform' or (lo, hi) degrees, got {yaw!r}")
-        return default
+        return default()
     lo, hi = (float(v) for v in yaw)
     if not lo <= hi:
         raise ValueError(f"yaw range must have lo <= hi, got {(lo, hi)}")
@@ -69,7 +69,7 @@ class _YawTurner:
         self.spec = open_bundle(bundle, backend, device)
         self.relative = bool(relative)
         lim = self.spec.yaw_limit
-        self.yaw_range = _yaw_range(yaw, (-2 * lim, 2 * lim) if relative else self.spec.yaw_bounds)
+        self.yaw_range = _yaw_range(yaw, (lambda: (-2 * lim, 2 * lim)) if relative else self.spec.uniform_yaws)
         self.p = float(p)
         self.blend_background, self.refine_steps, self.face_check = bool(blend_background), refine_steps, bool(face_check)
         if max_s is not None and not float(max_s) > 0:

@@ -193,6 +193,13 @@ def test_a_measured_reach_bounds_every_yaw_request(tmp_path):
     assert PoseExtrapolate(b, yaw=(0, 40), max_s=None).yaw_range == (0, 40)  # max_s=None renders anyway
     with pytest.raises(ValueError, match=r"PoseRebalanced's bins \(-40, 40\) .* measured reach"):
         PoseRebalanced([(torch.zeros(3, 32, 32), 0)], b, bins=4, yaw_range=(-40, 40))
+    # a reach without width: "uniform" cannot be served (one error naming it); explicit yaws inside it can
+    flat = make_tiny_bundle(tmp_path / "flat", yaw_reach=(0.0, 0.0))
+    for make in (lambda: SyntheticPoseFaces(flat, 2, 2), lambda: PoseExtrapolate(flat),
+                 lambda: PoseRebalanced([(torch.zeros(3, 32, 32), 0)], flat, bins=2)):
+        with pytest.raises(ValueError, match=r"measured reach of \[0.0, 0.0\] degrees: its edits along v_yaw deliver no turn"):
+            make()
+    assert PoseExtrapolate(flat, yaw=(0, 0)).yaw_range == (0.0, 0.0)
     # a reach that does not hold 0 is refused when the bundle loads, naming the file
     info = json.loads((b / "directions.json").read_text())
     info["directions"]["yaw"]["reach"] = [5.0, 30.0]
