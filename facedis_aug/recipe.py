@@ -35,7 +35,8 @@ class RunConfig:
     preview_images: int = 64  # faces in the data preview grid written at the start of a run
     # ours: on a CPU with 2+ threads, a decompose stage that does not read the generator (decompose.source: data)
     # trains in a second process beside the gan stage, each on part of the cores, since one job gains only
-    # 1.4x from a second thread (tiny decompose step 0.16 s on 1 thread, 0.11 s on 2); false: one after the other
+    # 1.13x from a second thread (the tiny recipe's decompose step 0.191 s on 1 thread, 0.169 s on 2:
+    # benchmarks/results/decompose_speed_1thread.md, _2threads.md); false: one after the other
     side_by_side: bool = True
 
     def __post_init__(self) -> None:

@@ -261,6 +261,10 @@ def compute_directions(
     return outputs
 
 
+def _short_unit(entry: dict[str, Any]) -> str:
+    return "deg" if entry.get("unit") == "degrees" else "units"
+
+
 def _calibrate_by_edits(G: nn.Module, decomposer: nn.Module, name: str, directions: dict[str, Tensor],
                         entries: dict[str, dict[str, Any]], cfg: Any, device: str, batch_size: int,
                         say: Callable[[str], None]) -> None:
@@ -278,7 +282,7 @@ def _calibrate_by_edits(G: nn.Module, decomposer: nn.Module, name: str, directio
     e["regression_calibration"] = {"intercept": e["intercept"], "units_per_sigma": e["units_per_sigma"]}
     e.update(calibration="edits", intercept=cal["intercept"], units_per_sigma=cal["units_per_sigma"], reach=cal["reach"],
              edit_check={k: cal[k] for k in ("reach_tol", "reach_floor", "fit_halfwidth", "faces", "curve")})
-    unit = "deg" if e.get("unit") == "degrees" else "units"
+    unit = _short_unit(e)
     say(f"[directions] {name} read off edits: {cal['units_per_sigma']:+.2f} {unit} per sigma (Eq. 3 over samples: "
         f"{e['regression_calibration']['units_per_sigma']:+.2f}); delivered within {cal['reach_tol']:.0%} over "
         f"[{cal['reach'][0]:+.1f}, {cal['reach'][1]:+.1f}] {unit}")
@@ -313,7 +317,7 @@ def _stage_pictures(G, U, kept_idx, local_names, Z, directions, entries, cfg, ou
         if e.get("calibration") == "edits":
             from .reach import reach_png
 
-            reach_png(name, e, out / f"reach_{name}.png", "deg" if e.get("unit") == "degrees" else "units")
+            reach_png(name, e, out / f"reach_{name}.png", _short_unit(e))
             outputs[f"reach_{name}"] = f"reach_{name}.png"
     if kept_idx:
         maps = component_maps(U[:, kept_idx], size)
