@@ -4,9 +4,12 @@ For each run folder, N faces G(w) (seeds 0..N-1, truncation 1) and N of the run'
 images are read by the evaluation-only pose regressor (benchmarks/pose_regressor.py, trained on the
 synthetic world with labels; never used by the method). Reported per run: the yaw histogram's total
 variation distance to the data's (10-degree bins over [-90, 90]; target <= 0.15, issue 14), the
-share of faces read beyond |yaw| 45 against the data's, yaw and pitch std, and the regressor's
-reading of the data against the data's true labels (how far to trust the reader). Each run also gets
-RUN/gan/pose_coverage.json.
+share of faces read beyond |yaw| 45 against the data's, yaw and pitch std, the regressor's
+reading of the data against the data's true labels (how far to trust the reader), and its **mirror
+agreement**: the correlation of its yaw of a face with minus its yaw of the mirrored face. On the world's
+faces that is 0.99; on generated faces it says how far they are from anything the regressor (and the
+decomposer, trained on the same world) knows how to read: a realism score in the units that matter here.
+Each run also gets RUN/gan/pose_coverage.json.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_gan_pose --runs runs/tiny [runs/other ...] --name gan_pose
 """
@@ -22,7 +25,7 @@ from torch import Tensor
 
 
 from benchmarks.common import RESULTS, write_results
-from benchmarks.pose_regressor import get_or_train, load_pose_regressor, predict
+from benchmarks.pose_regressor import get_or_train, load_pose_regressor, mirror_agreement, predict
 from facedis_aug.ops.io import write_json
 
 BINS = torch.linspace(-90.0, 90.0, 19)  # 10-degree bins
@@ -44,12 +47,15 @@ def generated_pose(gen_path: Path, regressor: Any, n: int, batch: int = 100) -> 
     from facedis_aug.gan.networks import generate, load_generator
 
     G = load_generator(gen_path)
-    out: dict[str, list[Tensor]] = {"yaw": [], "pitch": []}
+    out: dict[str, list[Tensor]] = {"yaw": [], "pitch": [], "yaw_mirror": []}
     for i in range(0, n, batch):
-        p = predict(regressor, generate(G, seeds=range(i, min(i + batch, n))).clamp(-1, 1))
-        for k in out:
+        img = generate(G, seeds=range(i, min(i + batch, n))).clamp(-1, 1)
+        p = predict(regressor, img)
+        for k in ("yaw", "pitch"):
             out[k].append(p[k])
+        out["yaw_mirror"].append(predict(regressor, img.flip(-1))["yaw"])
     return {k: torch.cat(v) for k, v in out.items()}
+
 
 
 @torch.no_grad()
@@ -64,10 +70,11 @@ def data_pose(recipe: Any, regressor: Any, n: int) -> tuple[dict[str, Tensor], d
     else:  # an image folder: no labels
         images, labels = torch.stack([source[i][0] for i in range(n)]), None
     p = predict(regressor, images * 2 - 1)
+    p["yaw_mirror"] = predict(regressor, (images * 2 - 1).flip(-1))["yaw"]
     truth = None
     if isinstance(labels, dict) and "yaw" in labels:
         truth = {"yaw": labels["yaw"].float(), "pitch": labels["pitch"].float()}
-    return {"yaw": p["yaw"], "pitch": p["pitch"]}, truth
+    return {"yaw": p["yaw"], "pitch": p["pitch"], "yaw_mirror": p["yaw_mirror"]}, truth
 
 
 def gan_stage_seconds(run: Path) -> float | None:
@@ -90,6 +97,8 @@ def coverage(gen: dict[str, Tensor], data: dict[str, Tensor]) -> dict[str, Any]:
         "yaw_std_data": float(data["yaw"].std()),
         "pitch_std_generated": float(gen["pitch"].std()),
         "pitch_std_data": float(data["pitch"].std()),
+        "mirror_agreement_generated": mirror_agreement(gen),
+        "mirror_agreement_data": mirror_agreement(data),
         "hist_generated": hg.tolist(),
         "hist_data": hd.tolist(),
     }
@@ -149,11 +158,13 @@ def main(argv: list[str] | None = None) -> None:
                      "|yaw|>45 generated": r["share_gt45_generated"], "|yaw|>45 data": r["share_gt45_data"],
                      "yaw std gen": r["yaw_std_generated"], "yaw std data": r["yaw_std_data"],
                      "pitch std gen": r["pitch_std_generated"], "pitch std data": r["pitch_std_data"],
+                     "mirror agreement gen": r["mirror_agreement_generated"], "mirror agreement data": r["mirror_agreement_data"],
                      "regressor MAE on data": r.get("regressor_mae_on_data_yaw", "")})
     notes = (f"{args.samples} generated faces (seeds 0..{args.samples - 1}, truncation 1) and {args.samples} training images "
              "per run, yaw and pitch read by the evaluation-only pose regressor (benchmarks/pose_regressor.py). yaw TV: "
              "total variation between the two yaw histograms (10-degree bins over [-90, 90]). 'regressor MAE on data': its "
-             "yaw error on the training images against their true labels. 'gan stage s': the stage's wall time from "
+             "yaw error on the training images against their true labels. 'mirror agreement': r of the regressor's yaw of a "
+             "face with minus its yaw of the mirrored face (a realism score: how readable the faces are). 'gan stage s': the stage's wall time from "
              "RUN/log.jsonl (machine load as it was then). Picture: "
              f"{args.name}.png. Took {time.perf_counter() - t0:.0f} s.")
     out = write_results(args.name, rows, "Stage 1 pose coverage: generated yaw against the training data's",

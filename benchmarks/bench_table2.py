@@ -22,7 +22,7 @@ from torch import Tensor
 
 
 from benchmarks.common import RESULTS, write_results
-from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, pearson, predict
+from benchmarks.pose_regressor import get_or_train, heldout_mae, load_pose_regressor, mirror_agreement, pearson, predict
 from facedis_aug.bundle import Bundle
 from facedis_aug.directions.semantics import SEMANTICS, measure_semantics
 
@@ -71,13 +71,15 @@ def bundle_regressor(bundle: Bundle, path: str | None = None, images: int = 2400
 
 @torch.no_grad()
 def measure(bundle: Bundle, regressor: Any, n: int, seed: int, batch: int) -> dict[str, Tensor]:
-    """w [n, d], regressor pose (true_yaw, true_pitch, true_roll) and decomposer semantics [n, 14] of G(w)."""
+    """w [n, d], regressor pose (true_yaw, true_pitch, true_roll, and true_yaw_mirror of the mirrored face) and
+    decomposer semantics [n, 14] of G(w)."""
     w = bundle.sample_w(n, seed=seed)
-    true = {"yaw": [], "pitch": [], "roll": []}
+    true = {"yaw": [], "pitch": [], "roll": [], "yaw_mirror": []}
     dec = []
     for i in range(0, n, batch):
         img = bundle.generate(w=w[i : i + batch]).clamp(-1, 1)
         p = predict(regressor, img)
+        p["yaw_mirror"] = predict(regressor, img.flip(-1))["yaw"]
         for k in true:
             true[k].append(p[k])
         dec.append(measure_semantics(bundle.decomposer, img).cpu())
@@ -267,7 +269,9 @@ def main() -> None:
     ty = truth["yaw"]
     gen_pose = {"true_yaw_mean": float(ty.mean()), "true_yaw_std": float(ty.std()),
                 "share_abs_yaw_gt_45": float((ty.abs() > 45).float().mean()),
-                "true_pitch_mean": float(truth["pitch"].mean()), "true_pitch_std": float(truth["pitch"].std())}
+                "true_pitch_mean": float(truth["pitch"].mean()), "true_pitch_std": float(truth["pitch"].std()),
+                # how far to trust the regressor on these faces (0.99 on the world's; bench_gan_pose)
+                "regressor_mirror_agreement": mirror_agreement({"yaw": ty, "yaw_mirror": m["true_yaw_mirror"]})}
     man = recipe.get("gan", {}) or {}
     dcfg = recipe.get("decompose", {}) or {}
     dirc = recipe.get("directions", {}) or {}

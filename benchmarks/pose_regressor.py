@@ -258,6 +258,12 @@ def pearson(x: Tensor, y: Tensor) -> float:
     return float((xc @ yc) / den) if den > 0 else float("nan")
 
 
+def mirror_agreement(pose: dict[str, Tensor]) -> float:
+    """Pearson r of yaw(x) with -yaw(mirror(x)) over 'yaw' and 'yaw_mirror' [N]: 1 when the reader reads a
+    face and its mirror alike (0.99 on the world's faces); lower on faces unlike any it was trained on."""
+    return pearson(pose["yaw"], -pose["yaw_mirror"])
+
+
 def get_or_train(resolution: int, num_images: int = 24000, steps: int = 2500, seed: int = 0, world_seed: int = 0,
                  num_identities: int = 2000, supersample: int = 1, log: Callable[[str], None] | None = print) -> Path:
     """The cached regressor for these settings, training it first when the cache has none."""

@@ -180,3 +180,17 @@ def test_regressor_reach_judges_the_bundles_promise_on_its_edit_grid(monkeypatch
     assert r["delivered_regressor"] == pytest.approx([max(-30.0, min(30.0, 10.0 * s)) for s in grid], abs=1e-4)
     assert r["reach_regressor"] == [-30.0, 30.0]  # 40 asked, 30 delivered: 25% off, the walk stops before it
     assert r["reach_bundle"] == [-20.0, 20.0] and r["calibration"] == "edits"
+
+
+def test_mirror_agreement_known_readers():
+    from benchmarks.pose_regressor import mirror_agreement
+
+    g = torch.Generator().manual_seed(2)
+    yaw = 20.0 * torch.randn(1000, generator=g)
+    # a reader that negates the yaw of the mirror image agrees with itself exactly
+    assert mirror_agreement({"yaw": yaw, "yaw_mirror": -yaw + 3.0}) == pytest.approx(1.0, abs=1e-12)
+    # one blind to mirroring (the same yaw for both) disagrees exactly
+    assert mirror_agreement({"yaw": yaw, "yaw_mirror": yaw}) == pytest.approx(-1.0, abs=1e-12)
+    # independent errors of the yaw's own size on each reading: r = 1/2 in expectation
+    e1, e2 = 20.0 * torch.randn(1000, generator=g), 20.0 * torch.randn(1000, generator=g)
+    assert mirror_agreement({"yaw": yaw + e1, "yaw_mirror": -yaw + e2}) == pytest.approx(0.5, abs=0.08)
