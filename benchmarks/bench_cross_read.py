@@ -4,10 +4,13 @@ Eq. 3 fits v_yaw to the decomposer's yaw of generated faces, so v_yaw can only b
 Each bundle's decomposer reads (a) held-out world faces of the generators' training pose ('casia'), whole
 and cut to the pose spread the generators draw (|yaw| <= 20 or 25: std about 10-11 degrees), against the
 world's truth, and (b) N generated faces of every bundle's generator, against the evaluation-only regressor's
-yaw of the same faces (the regressor's own r on the world faces is printed beside, as the ceiling). If a row
-(decomposer) decides the r, the decomposer is the lottery; if a column (generator) does, the generator is.
+yaw of the same faces (the regressor's own r on the world faces is listed too, as the ceiling). If the reader
+(decomposer) decides the r, the decomposer is the lottery; if the faces (generator) do, the generator is.
+Each reader is also read on the mirrored faces: its mirror agreement (r of yaw(x) with -yaw(mirror x); 0.99
+for the regressor on world faces) and its mirror bias (the mean of (yaw(x) + yaw(mirror x)) / 2, degrees: the
+turn it sees in a symmetric face).
 
-    python -m benchmarks.bench_cross_read --bundles RUN1/export/bundle RUN2/export/bundle ... --name cross_read
+    python -m benchmarks.bench_cross_read --bundles RUN1/export/bundle RUN2/export/bundle ... [--readers ...] --name cross_read
 """
 from __future__ import annotations
 
@@ -39,45 +42,62 @@ def _slope(pred: Tensor, true: Tensor) -> float:
     return float(((pred - pred.mean()) @ t) / (t @ t))
 
 
+def _mirror_bias(y: Tensor, y_mirror: Tensor) -> float:
+    """Mean of (yaw(x) + yaw(mirror x)) / 2: 0 for a reader that reads a mirrored face as exactly the opposite
+    turn; otherwise the turn it sees in a perfectly symmetric face (degrees)."""
+    return float(((y + y_mirror) / 2).mean())
+
+
 @torch.no_grad()
-def world_reading(bundles: dict[str, Bundle], regressor, n: int, ws: dict) -> list[dict]:
-    ds = SyntheticFaces(WORLD_START + n, int(next(iter(bundles.values())).generator.resolution), seed=ws["world_seed"],
-                        num_identities=ws["num_identities"], pose="casia", supersample=ws["supersample"])
-    img, lab = ds.batch(torch.arange(WORLD_START, WORLD_START + n))
-    x, true = img.clamp(0, 1) * 2 - 1, lab["yaw"]
-    reg = predict(regressor, x)["yaw"]
-    reads = {k: measure_semantics(b.decomposer, x)[:, SEMANTICS.index("yaw")] for k, b in bundles.items()}
+def _readings(bundles: dict[str, Bundle], regressor, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """reader -> (yaw of x, yaw of mirrored x) for the regressor and the decomposer of every bundle given."""
+    out = {"regressor": (predict(regressor, x)["yaw"], predict(regressor, x.flip(-1))["yaw"])}
+    i = SEMANTICS.index("yaw")
+    for k, b in bundles.items():
+        out[k] = (measure_semantics(b.decomposer, x)[:, i], measure_semantics(b.decomposer, x.flip(-1))[:, i])
+    return out
+
+
+def _rows(faces: str, truth: Tensor, reads: dict[str, tuple[Tensor, Tensor]], mask: Tensor | None = None) -> list[dict]:
+    m = torch.ones_like(truth, dtype=torch.bool) if mask is None else mask
     rows = []
-    for cut in CUTS:
-        m = true.abs() <= cut
-        row = {"faces": f"world, casia pose, |yaw| <= {cut:g}", "n": int(m.sum()), "yaw std": round(float(true[m].std()), 1),
-               "regressor r": round(pearson(reg[m], true[m]), 3)}
-        for k, y in reads.items():
-            row[f"r: {k}'s decomposer"] = round(pearson(y[m], true[m]), 3)
-            row[f"slope: {k}'s decomposer"] = round(_slope(y[m], true[m]), 3)
-        rows.append(row)
+    for k, (y, yf) in reads.items():
+        rows.append({"faces": faces, "n": int(m.sum()), "yaw std": round(float(truth[m].std()), 1),
+                     "reader": k if k == "regressor" else f"{k}'s decomposer",
+                     "r": round(pearson(y[m], truth[m]), 3), "slope": round(_slope(y[m], truth[m]), 3),
+                     "mirror agreement": round(pearson(y[m], -yf[m]), 3), "mirror bias deg": round(_mirror_bias(y[m], yf[m]), 2)})
     return rows
 
 
 @torch.no_grad()
-def generated_reading(bundles: dict[str, Bundle], regressor, n: int, seed: int, batch: int) -> list[dict]:
+def world_reading(readers: dict[str, Bundle], regressor, n: int, ws: dict) -> list[dict]:
+    ds = SyntheticFaces(WORLD_START + n, int(next(iter(readers.values())).generator.resolution), seed=ws["world_seed"],
+                        num_identities=ws["num_identities"], pose="casia", supersample=ws["supersample"])
+    img, lab = ds.batch(torch.arange(WORLD_START, WORLD_START + n))
+    true = lab["yaw"].float()
+    reads = _readings(readers, regressor, img.clamp(0, 1) * 2 - 1)
+    rows = []
+    for cut in CUTS:
+        rows += _rows(f"world, casia pose, |yaw| <= {cut:g} (vs truth)", true, reads, true.abs() <= cut)
+    return rows
+
+
+@torch.no_grad()
+def generated_reading(bundles: dict[str, Bundle], readers: dict[str, Bundle], regressor, n: int, seed: int,
+                      batch: int) -> list[dict]:
     rows = []
     for g, gb in bundles.items():
         w = gb.sample_w(n, seed=seed)
         x = torch.cat([gb.generate(w=w[i : i + batch]).clamp(-1, 1) for i in range(0, n, batch)])
-        reg = predict(regressor, x)["yaw"]
-        row = {"faces": f"generated by {g}", "n": n, "yaw std": round(float(reg.std()), 1), "regressor r": ""}
-        for k, b in bundles.items():
-            y = measure_semantics(b.decomposer, x)[:, SEMANTICS.index("yaw")]
-            row[f"r: {k}'s decomposer"] = round(pearson(y, reg), 3)
-            row[f"slope: {k}'s decomposer"] = round(_slope(y, reg), 3)
-        rows.append(row)
+        reads = _readings(readers, regressor, x)
+        rows += _rows(f"generated by {g} (vs the regressor)", reads["regressor"][0], reads)
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundles", nargs="+", required=True, help="bundle folders (RUN/export/bundle)")
+    ap.add_argument("--bundles", nargs="+", required=True, help="bundle folders (RUN/export/bundle): their generators")
+    ap.add_argument("--readers", nargs="+", default=None, help="bundles whose decomposers read (default: --bundles)")
     ap.add_argument("--samples", type=int, default=2000, help="generated faces per generator")
     ap.add_argument("--world", type=int, default=4000, help="held-out world faces (casia pose)")
     ap.add_argument("--seed", type=int, default=100000, help="first seed of the sampled w (bench_table2's)")
@@ -88,18 +108,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     bundles = {_name(p): Bundle.load(p) for p in args.bundles}
-    if len(bundles) != len(args.bundles):
+    readers = {_name(p): bundles.get(_name(p)) or Bundle.load(p) for p in (args.readers or args.bundles)}
+    if len(bundles) != len(args.bundles) or len(readers) != len(args.readers or args.bundles):
         ap.error("two bundles share a run name; give distinct run folders")
     first = next(iter(bundles.values()))
     reg_path, regressor, warn = bundle_regressor(first, args.regressor)
     ws, _ = world_settings(first.recipe or {})
-    rows = world_reading(bundles, regressor, args.world, ws) + generated_reading(bundles, regressor, args.samples,
-                                                                                 args.seed, args.batch)
+    rows = world_reading(readers, regressor, args.world, ws) + generated_reading(bundles, readers, regressor,
+                                                                                 args.samples, args.seed, args.batch)
     write_results(args.name, rows, "Who reads whose yaw: each bundle's decomposer on world faces and on every generator's faces",
-                  notes=f"World rows: r and slope of the decomposer's yaw against the world's true yaw ('regressor r': the "
-                        f"evaluation-only regressor's, the ceiling). Generated rows: against the regressor's yaw of the same "
-                        f"faces (w seeds {args.seed}..{args.seed + args.samples - 1}, truncation 1; 'yaw std' is the "
-                        f"regressor's). Regressor {reg_path.name}. {warn}Bundles: {', '.join(args.bundles)}.",
+                  notes=f"World rows: r and slope of each reader's yaw against the world's true yaw (the evaluation-only "
+                        f"regressor's row is the ceiling). Generated rows: against the regressor's yaw of the same faces (so "
+                        f"its own row there is 1 by construction; w seeds {args.seed}..{args.seed + args.samples - 1}, "
+                        f"truncation 1; 'yaw std' is the regressor's). Mirror agreement: r of yaw(x) with -yaw(mirror x); "
+                        f"mirror bias: mean of (yaw(x) + yaw(mirror x)) / 2 in degrees. Regressor {reg_path.name}. {warn}"
+                        f"Generators: {', '.join(args.bundles)}. Readers: {', '.join(args.readers or args.bundles)}.",
                   out_dir=args.out_dir)
 
 

@@ -319,6 +319,12 @@ class Bundle:
         return self.s_to_value("yaw", s)
 
     @property
+    def mirror_average(self) -> bool:
+        """Whether the directions were fitted and calibrated with the decomposer reading each face and its
+        mirror (directions.json "reading"); the bundle's view head then reads real images the same way."""
+        return self.info.get("reading") == "mirror-average"
+
+    @property
     def yaw_reach(self) -> tuple[float, float] | None:
         """(lo, hi) degrees: the yaws an edit along v_yaw delivers within 15% of the calibration (measured by
         the directions stage, directions.reach); None for bundles written before it was measured."""

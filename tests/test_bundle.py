@@ -228,6 +228,7 @@ def test_real_tiny_modules_through_stage_and_bundle(tmp_path, monkeypatch):
 
     torch.testing.assert_close(strip_latents(G), torch.cat([b.sample_w(1, seed=k) for k in STRIP_SEEDS]))
     info = b.info["directions"]
+    assert b.mirror_average  # the default reading, which the bundle's view head then repeats
     assert all(0.0 <= info[k]["r2"] <= 1.0 for k in b.directions if b.kind(k) == "univariate")
     assert info["tz"]["valid"] is False  # the decomposer fixes tz = 0 (unsup3d)
     w = b.sample_w(3, seed=0)

@@ -53,6 +53,8 @@ class BundleSpec:
     # (lo, hi) degrees an edit along v_yaw delivers within 15% of the calibration (directions.reach); None in
     # bundles written before it was measured, which are held to the view range alone
     yaw_reach: tuple[float, float] | None = None
+    # the view head reads each image and its mirror, as the directions stage did (Bundle.mirror_average)
+    view_mirror_average: bool = False
 
     @property
     def yaw_bounds(self) -> tuple[float, float]:
@@ -182,6 +184,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         encoder=_encoder_facts(b.path / ENCODER) if ENCODER in listed else None,
         yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),
         yaw_reach=b.yaw_reach,
+        view_mirror_average=b.mirror_average,
     )
 
 
@@ -280,7 +283,7 @@ class Engine:
 
         if self.spec.backend == "onnx":
             return self._get("onnx_view")(images)
-        head = ViewHead(self._get("decomposer"))
+        head = ViewHead(self._get("decomposer"), self.spec.view_mirror_average)
         x = resize_square(images.float(), head.image_size).to(self.spec.device)
         return head(x).float().cpu()
 

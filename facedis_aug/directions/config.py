@@ -33,6 +33,12 @@ class DirectionsConfig:
     # (directions.reach); Eq. 3's least-squares calibration is kept beside it. [] keeps Eq. 3's alone
     edit_calibration: list[str] = field(default_factory=lambda: ["yaw"])
     edit_faces: int = 64  # faces per set (one set fits the line, another checks the reach) at each of 21 edit scales
+    # ours: read every face and its mirror and average (semantics.decompose), here and in the bundle's view head.
+    # The main job's decomposer sees +0.9..+1.5 degrees of yaw in a symmetric face (cross_read.md); on the main
+    # job's 100-kimg generator (v11) the reach its view head confirms grew from [-9.8, 0] to [-10.6, +8.5]
+    # (the regressor's: [0, 0] to [-4.2, 0]), R^2 of Eq. 3 for yaw 0.702 -> 0.713 (table2_tiny_v11*.md); it doubles
+    # the decomposer's share of this stage's time
+    mirror_average: bool = True
 
 
     def __post_init__(self) -> None:

@@ -38,9 +38,10 @@ FIT_HALFWIDTH = 2.0  # the calibration line is fitted over |offset| <= this (ben
 
 @torch.no_grad()
 def edit_readings(G: nn.Module, decomposer: nn.Module, w: Tensor, v: Tensor, sigma: float, positions: Sequence[float],
-                  name: str, batch_size: int = 64) -> Tensor:
+                  name: str, batch_size: int = 64, mirror_average: bool = False) -> Tensor:
     """The decomposer's reading of semantic `name` on G(edit_latent(w, v, s, sigma)) for each absolute
-    position s in `positions` (units of sigma; w'.v = s sigma). w [N, d], v [d] -> [K, N] float64."""
+    position s in `positions` (units of sigma; w'.v = s sigma). w [N, d], v [d] -> [K, N] float64.
+    mirror_average: see `semantics.decompose`."""
     if w.ndim != 2 or v.shape != (w.shape[1],):
         raise ValueError(f"expected w [N, d] and v [d], got {tuple(w.shape)} and {tuple(v.shape)}")
     j = SEMANTICS.index(name)
@@ -50,7 +51,7 @@ def edit_readings(G: nn.Module, decomposer: nn.Module, w: Tensor, v: Tensor, sig
         out = []
         for i in range(0, w.shape[0], batch_size):
             img = G.synthesis(edit_latent(w[i : i + batch_size], v, float(s), sigma), noise_mode="const").clamp(-1, 1)
-            out.append(measure_semantics(decomposer, img)[:, j].double().cpu())
+            out.append(measure_semantics(decomposer, img, mirror_average)[:, j].double().cpu())
         rows.append(torch.cat(out))
     return torch.stack(rows)
 
@@ -75,7 +76,8 @@ def delivered_reach(asked: Sequence[float], delivered: Sequence[float], tol: flo
 
 def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: float, name: str, w_fit: Tensor,
                        w_check: Tensor, offsets: Sequence[float] = EDIT_OFFSETS, halfwidth: float = FIT_HALFWIDTH,
-                       tol: float = REACH_TOL, floor: float = REACH_FLOOR, batch_size: int = 64) -> dict[str, Any]:
+                       tol: float = REACH_TOL, floor: float = REACH_FLOOR, batch_size: int = 64,
+                       mirror_average: bool = False) -> dict[str, Any]:
     """Calibration and reach of direction v (unit, [d]) for semantic `name` from edits (see module doc).
 
     w_fit [N, d]: faces whose mean reading per position gives the line; w_check [M, d]: other faces on
@@ -90,10 +92,10 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
     v = v / v.norm()
     centre = float((w_fit.double() @ v.double()).mean()) / sigma  # the faces' own mean position along v
     pos = centre + off
-    fit = edit_readings(G, decomposer, w_fit, v, sigma, pos.tolist(), name, batch_size).mean(1).numpy()
+    fit = edit_readings(G, decomposer, w_fit, v, sigma, pos.tolist(), name, batch_size, mirror_average).mean(1).numpy()
     slope, intercept = np.polyfit(pos[near], fit[near], 1)
     asked = intercept + slope * pos
-    check = edit_readings(G, decomposer, w_check, v, sigma, pos.tolist(), name, batch_size).mean(1).numpy()
+    check = edit_readings(G, decomposer, w_check, v, sigma, pos.tolist(), name, batch_size, mirror_average).mean(1).numpy()
     lo, hi = delivered_reach(asked, check, tol, floor)
     return {"intercept": float(intercept), "units_per_sigma": float(slope), "reach": [lo, hi], "reach_tol": tol, "reach_floor": floor,
             "fit_halfwidth": float(halfwidth), "faces": [int(w_fit.shape[0]), int(w_check.shape[0])],

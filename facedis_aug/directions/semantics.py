@@ -31,6 +31,11 @@ SEMANTIC_UNITS: dict[str, str] = {
 }
 DECOMPOSER_SIZE = 64  # the paper decomposes every generation at 64x64 (Sec. 4)
 
+# A horizontal mirror of the image turns yaw, roll, the x-translation and the light's x the other way and
+# leaves the other semantics (measured with the main job's decomposer on 1000 world faces: r of s(x) with
+# s(mirror x) -0.96 / -0.89 / -0.88 / -0.99 for those four, +0.67 (pitch) to +1.00 for the others).
+MIRROR_SIGN: tuple[float, ...] = tuple(-1.0 if n in ("yaw", "roll", "tx", "light_x") else 1.0 for n in SEMANTICS)
+
 # |gradient| below this (relative to the largest) means the semantic never moved across the
 # samples (e.g. unsup3d's tz, which the view net never predicts): no direction exists for it.
 _DEGENERATE_REL = 1e-6
@@ -63,16 +68,35 @@ def decomposer_input_size(decomposer: nn.Module) -> int:
 
 
 @torch.no_grad()
-def decompose(decomposer: nn.Module, images: Tensor) -> SemanticMaps:
-    """Run the decomposer on images [B, 3, R, R] in [-1, 1] (resized to its input size)."""
+def decompose(decomposer: nn.Module, images: Tensor, mirror_average: bool = False) -> SemanticMaps:
+    """Run the decomposer on images [B, 3, R, R] in [-1, 1] (resized to its input size).
+
+    mirror_average: read the mirrored images too and average the semantics, the mirror's with MIRROR_SIGN
+    (yaw(x) := (yaw(x) - yaw(mirror x)) / 2, ...): a view head that sees a turn in a symmetric face reads
+    every face that much off (its 'mirror bias', +0.7..+1.5 degrees of yaw for this project's decomposers,
+    benchmarks/results/cross_read.md); the average has none. The maps come from the images as given."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
-    out = decomposer(resize_square(images, decomposer_input_size(decomposer)))
+    x = resize_square(images, decomposer_input_size(decomposer))
+    b = images.shape[0]
+    out = decomposer(torch.cat([x, x.flip(-1)]) if mirror_average else x)
     view, light = _field(out, "view"), _field(out, "light")
     albedo, depth = _field(out, "albedo"), _field(out, "depth")
-    b = images.shape[0]
+    if mirror_average:
+        _check_heads(view, light, 2 * b)
+        sem = torch.cat([view, light], dim=1)
+        sem = (sem[:b] + torch.tensor(MIRROR_SIGN, dtype=sem.dtype, device=sem.device) * sem[b:]) / 2
+        view, light, albedo, depth = sem[:, :6], sem[:, 6:], albedo[:b], depth[:b]
+    return _checked(view, light, albedo, depth, b)
+
+
+def _check_heads(view: Tensor, light: Tensor, b: int) -> None:
     if view.shape != (b, 6) or light.shape != (b, 8):
         raise ValueError(f"decomposer: expected view [B, 6] and light [B, 8], got {tuple(view.shape)} and {tuple(light.shape)}")
+
+
+def _checked(view: Tensor, light: Tensor, albedo: Tensor, depth: Tensor, b: int) -> SemanticMaps:
+    _check_heads(view, light, b)
     if depth.ndim == 4 and depth.shape[1] == 1:
         depth = depth[:, 0]
     if albedo.ndim != 4 or albedo.shape[:2] != (b, 3) or depth.shape != (b, *albedo.shape[-2:]):
@@ -82,9 +106,10 @@ def decompose(decomposer: nn.Module, images: Tensor) -> SemanticMaps:
     return SemanticMaps(semantics=sem.float(), albedo=albedo.float(), depth=depth.float())
 
 
-def measure_semantics(decomposer: nn.Module, images: Tensor) -> Tensor:
-    """The 14 semantics [B, 14] (SEMANTICS order, angles in degrees) of images [B, 3, R, R] in [-1, 1]."""
-    return decompose(decomposer, images).semantics
+def measure_semantics(decomposer: nn.Module, images: Tensor, mirror_average: bool = False) -> Tensor:
+    """The 14 semantics [B, 14] (SEMANTICS order, angles in degrees) of images [B, 3, R, R] in [-1, 1]
+    (mirror_average: see `decompose`)."""
+    return decompose(decomposer, images, mirror_average).semantics
 
 
 def sample_w(G: nn.Module, n: int, seed: int, device: str | torch.device = "cpu", truncation_psi: float = 1.0) -> Tensor:
@@ -97,14 +122,16 @@ def sample_w(G: nn.Module, n: int, seed: int, device: str | torch.device = "cpu"
 
 @torch.no_grad()
 def decompose_latents(
-    G: nn.Module, decomposer: nn.Module, w: Tensor, batch_size: int = 64, keep_maps: bool = False, progress: Any = None
+    G: nn.Module, decomposer: nn.Module, w: Tensor, batch_size: int = 64, keep_maps: bool = False, progress: Any = None,
+    mirror_average: bool = False,
 ) -> SemanticMaps:
     """Generate G(w) for w [N, d] in batches and decompose. Maps (albedo, depth) are kept on the CPU
-    only when keep_maps (they are N x 16384 floats); otherwise they are empty tensors."""
+    only when keep_maps (they are N x 16384 floats); otherwise they are empty tensors. mirror_average:
+    see `decompose`."""
     sems, albedos, depths = [], [], []
     for i in range(0, w.shape[0], batch_size):
         img = G.synthesis(w[i : i + batch_size], noise_mode="const")
-        dec = decompose(decomposer, img)
+        dec = decompose(decomposer, img, mirror_average)
         sems.append(dec.semantics.cpu())
         if keep_maps:
             albedos.append(dec.albedo.cpu())

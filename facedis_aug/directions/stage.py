@@ -103,7 +103,7 @@ def _regression(G: nn.Module, decomposer: nn.Module, cfg: Any, out: Path, device
             raise ValueError(f"directions.{key} = {getattr(cfg, key)} must exceed the latent size d = {d} (Eq. 3 needs N > d)")
     w_sigma = sample_w(G, cfg.num_samples, cfg.seed + 1, device).cpu()
     settings = {"num_pairs": cfg.num_pairs, "jacobian_pairs": cfg.jacobian_pairs, "num_samples": cfg.num_samples,
-                "seed": cfg.seed, "w_dim": d}  # fmt: skip
+                "seed": cfg.seed, "w_dim": d, "mirror_average": bool(cfg.mirror_average)}  # fmt: skip
     ckpt = out / "regression.safetensors"
     cached = _settings_match(ckpt, settings)
     if cached is not None:
@@ -115,7 +115,8 @@ def _regression(G: nn.Module, decomposer: nn.Module, cfg: Any, out: Path, device
     w = sample_w(G, 2 * n, cfg.seed, device)
     bar = _progress(2 * n, "directions: generate + decompose")
     try:
-        dec = decompose_latents(G, decomposer, w, batch_size, keep_maps=True, progress=bar)
+        dec = decompose_latents(G, decomposer, w, batch_size, keep_maps=True, progress=bar,
+                                mirror_average=cfg.mirror_average)
     finally:
         bar.close()
     w = w.cpu()
@@ -243,6 +244,8 @@ def compute_directions(
         "format_version": DIRECTIONS_VERSION,
         "w_dim": int(G.w_dim),
         "semantics": list(SEMANTICS),
+        # how the decomposer read the faces; the bundle's view head reads real images the same way
+        "reading": "mirror-average" if cfg.mirror_average else "plain",
         "directions": entries,
         "localized": {**lsummary, "kept": len(kept_idx), "prune_threshold": cfg.prune_threshold,
                       "outside_face": outside, "background": background, "num_clusters": cfg.num_clusters, "clusters": clusters,
@@ -278,7 +281,8 @@ def _calibrate_by_edits(G: nn.Module, decomposer: nn.Module, name: str, directio
     e = entries[name]
     w_fit = sample_w(G, cfg.edit_faces, cfg.seed + 2, device)
     w_check = sample_w(G, cfg.edit_faces, cfg.seed + 3, device)
-    cal = calibrate_by_edits(G, decomposer, directions[name].to(device), e["sigma"], name, w_fit, w_check, batch_size=batch_size)
+    cal = calibrate_by_edits(G, decomposer, directions[name].to(device), e["sigma"], name, w_fit, w_check, batch_size=batch_size,
+                             mirror_average=cfg.mirror_average)
     e["regression_calibration"] = {"intercept": e["intercept"], "units_per_sigma": e["units_per_sigma"]}
     e.update(calibration="edits", intercept=cal["intercept"], units_per_sigma=cal["units_per_sigma"], reach=cal["reach"],
              edit_check={k: cal[k] for k in ("reach_tol", "reach_floor", "fit_halfwidth", "faces", "curve")})

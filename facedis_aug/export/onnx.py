@@ -106,16 +106,25 @@ class SynthesisForExport(nn.Module):
 
 class ViewHead(nn.Module):
     """images [B, 3, S, S] in [-1, 1] (S = the decomposer's input size) -> [B, 3] (yaw, pitch, roll)
-    in degrees, yaw > 0 = face turned to the image's left. Only the decomposer's view net runs."""
+    in degrees, yaw > 0 = face turned to the image's left. Only the decomposer's view net runs.
 
-    def __init__(self, decomposer: nn.Module):
+    mirror_average: read the mirrored images too, (yaw, pitch, roll) := the mean of (yaw, pitch, roll)(x)
+    and (-yaw, pitch, -roll)(mirror x): the reading the directions stage calibrated with when its
+    directions.json says `"reading": "mirror-average"` (directions.semantics.decompose)."""
+
+    def __init__(self, decomposer: nn.Module, mirror_average: bool = False):
         super().__init__()
         self.decomposer = decomposer
         self.image_size = int(decomposer.cfg.image_size)
+        self.mirror_average = bool(mirror_average)
 
     def forward(self, images: Tensor) -> Tensor:
-        v = self.decomposer.estimate_view(images)
-        return torch.stack([v["yaw"], v["pitch"], v["roll"]], dim=1)
+        b = images.shape[0]
+        v = self.decomposer.estimate_view(torch.cat([images, images.flip(-1)]) if self.mirror_average else images)
+        out = torch.stack([v["yaw"], v["pitch"], v["roll"]], dim=1)
+        if self.mirror_average:
+            out = (out[:b] + out[b:] * torch.tensor([-1.0, 1.0, -1.0], dtype=out.dtype, device=out.device)) / 2
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,13 +213,16 @@ def export_generator(
         return _export(module, args, Path(path), names, ["image"], exporter, opset, meta)
 
 
-def export_view_head(decomposer: nn.Module, path: str | os.PathLike, *, exporter: Exporter = "dynamo", opset: int = 18) -> Path:
+def export_view_head(decomposer: nn.Module, path: str | os.PathLike, *, exporter: Exporter = "dynamo", opset: int = 18,
+                     mirror_average: bool = False) -> Path:
     """Write the view head as ONNX: input `image` [B, 3, S, S] in [-1, 1], output `yaw_pitch_roll` [B, 3]
-    = (yaw, pitch, roll) degrees. Resizing to S happens outside (`ops.resize_square`), in both backends."""
-    head = ViewHead(decomposer)
+    = (yaw, pitch, roll) degrees (mirror_average: see ViewHead). Resizing to S happens outside
+    (`ops.resize_square`), in both backends."""
+    head = ViewHead(decomposer, mirror_average)
     x = torch.rand(_EXAMPLE_BATCH, 3, head.image_size, head.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     x = x.to(next(decomposer.parameters()).device)
-    meta = {"kind": "view_head", "image_size": head.image_size, "outputs": ["yaw", "pitch", "roll"]}
+    meta = {"kind": "view_head", "image_size": head.image_size, "outputs": ["yaw", "pitch", "roll"],
+            "mirror_average": head.mirror_average}
     with torch.no_grad():
         return _export(head, (x,), Path(path), ["image"], ["yaw_pitch_roll"], exporter, opset, meta)
 
@@ -342,7 +354,8 @@ class OnnxViewHead(OnnxImageModel):
 
 
 def max_abs_difference(
-    G_or_decomposer: nn.Module, path: str | os.PathLike, batch: int = 3, seed: int = 0, noise: NoiseOption = "const"
+    G_or_decomposer: nn.Module, path: str | os.PathLike, batch: int = 3, seed: int = 0, noise: NoiseOption = "const",
+    mirror_average: bool = False,
 ) -> float:
     """Largest |ONNX Runtime - PyTorch| over one seeded batch (CPU provider, float32).
 
@@ -364,7 +377,7 @@ def max_abs_difference(
             ref = SynthesisForExport(module.synthesis, "const" if noise == "input" else noise)(w.to(dev)).cpu()
             out = onnx_gen(w, noises)
         else:
-            head = ViewHead(module)
+            head = ViewHead(module, mirror_average)
             dev = next(module.parameters()).device
             x = torch.rand(batch, 3, head.image_size, head.image_size, generator=gen) * 2 - 1
             ref = head(x.to(dev)).cpu()

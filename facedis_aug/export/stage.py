@@ -19,7 +19,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle, BundleError, write_bundle
+from ..bundle import (DECOMPOSER, DIRECTIONS_JSON, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, MANIFEST, VIEW_HEAD_ONNX, Bundle,
+                      BundleError, write_bundle)
 from ..ops.io import atomic_write, read_json, sha256_file, write_json
 from .config import ExportConfig
 from .onnx import export_generator, export_view_head, max_abs_difference
@@ -51,8 +52,10 @@ def add_to_bundle(bundle_dir: str | os.PathLike, files: Mapping[str, str | os.Pa
     return bundle_dir
 
 
-def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: ExportConfig, encoder: Any = None) -> dict[str, Any]:
+def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: ExportConfig, encoder: Any = None,
+                  mirror_average: bool = False) -> dict[str, Any]:
     """Export generator (and view head, and encoder when given) ONNX files into out_dir and check them against PyTorch.
+    mirror_average: the view head reads the mirrored image too (export.onnx.ViewHead), as the bundle's directions did.
 
     Returns a report: exporter, opset, noise, files, max_abs_diff per model, seconds per model.
     Raises ValueError when a difference exceeds cfg.tolerance.
@@ -62,7 +65,8 @@ def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: Expo
                               "tolerance": cfg.tolerance, "files": {}, "max_abs_diff": {}, "seconds": {}}  # fmt: skip
     jobs = [(GENERATOR_ONNX, G, lambda p: export_generator(G, p, noise=cfg.noise, exporter=cfg.exporter, opset=cfg.opset))]
     if cfg.view_head:
-        jobs.append((VIEW_HEAD_ONNX, decomposer, lambda p: export_view_head(decomposer, p, exporter=cfg.exporter, opset=cfg.opset)))
+        jobs.append((VIEW_HEAD_ONNX, decomposer, lambda p: export_view_head(decomposer, p, exporter=cfg.exporter, opset=cfg.opset,
+                                                                          mirror_average=mirror_average)))
     if encoder is not None and cfg.encoder:
         from .encoder_onnx import export_encoder
 
@@ -75,7 +79,8 @@ def export_models(G: Any, decomposer: Any, out_dir: str | os.PathLike, cfg: Expo
 
             diff = encoder_max_abs_difference(module, path, batch=cfg.check_batch)
         else:
-            diff = max_abs_difference(module, path, batch=cfg.check_batch, noise=cfg.noise if module is G else "const")
+            diff = max_abs_difference(module, path, batch=cfg.check_batch, noise=cfg.noise if module is G else "const",
+                                      mirror_average=mirror_average)
         report["files"][name] = str(path)
         report["max_abs_diff"][name] = diff
         report["seconds"][name] = round(time.time() - t0, 2)
@@ -90,7 +95,8 @@ def export_bundle_onnx(bundle_dir: str | os.PathLike, cfg: ExportConfig | None =
     cfg = cfg or ExportConfig()
     bundle = Bundle.load(bundle_dir, device="cpu")
     encoder = bundle.encoder if cfg.encoder and bundle.has_encoder else None
-    report = export_models(bundle.generator, bundle.decomposer if cfg.view_head else None, bundle.path, cfg, encoder)
+    report = export_models(bundle.generator, bundle.decomposer if cfg.view_head else None, bundle.path, cfg, encoder,
+                           mirror_average=bundle.mirror_average)
     add_to_bundle(bundle.path, {name: bundle.path / name for name in report["files"]})
     write_json(bundle.path / "export_report.json", report)
     return report
@@ -116,7 +122,8 @@ def run_export_stage(sources: Mapping[str, str | os.PathLike], cfg: ExportConfig
             G = load_generator(sources[GENERATOR], device="cpu")
             dec = load_decomposer(sources[DECOMPOSER], device="cpu") if cfg.view_head else None
             E = load_encoder(sources[ENCODER], device="cpu") if ENCODER in sources and cfg.encoder else None
-            report = export_models(G, dec, out, cfg, E)
+            reading = read_json(sources[DIRECTIONS_JSON]).get("reading") if DIRECTIONS_JSON in sources else None
+            report = export_models(G, dec, out, cfg, E, mirror_average=reading == "mirror-average")
         write_json(out / "export_report.json", report)
         extra = {name: Path(p) for name, p in report["files"].items()}
         outputs.update({f"max_abs_diff_{k.split('.')[0]}": v for k, v in report["max_abs_diff"].items()})

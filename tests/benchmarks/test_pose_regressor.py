@@ -194,3 +194,18 @@ def test_mirror_agreement_known_readers():
     # independent errors of the yaw's own size on each reading: r = 1/2 in expectation
     e1, e2 = 20.0 * torch.randn(1000, generator=g), 20.0 * torch.randn(1000, generator=g)
     assert mirror_agreement({"yaw": yaw + e1, "yaw_mirror": -yaw + e2}) == pytest.approx(0.5, abs=0.08)
+
+
+def test_cross_read_rows_planted_readers():
+    from benchmarks.bench_cross_read import _rows
+
+    g = torch.Generator().manual_seed(3)
+    truth = 15.0 * torch.randn(500, generator=g)
+    reads = {"regressor": (truth.clone(), -truth.clone()),  # exact, mirror-consistent
+             "b": (0.5 * truth + 3.0, -0.5 * truth + 3.0)}  # half the turn, and sees +3 degrees in a symmetric face
+    rows = {r["reader"]: r for r in _rows("planted", truth, reads, truth.abs() <= 20)}
+    assert rows["regressor"]["r"] == pytest.approx(1.0) and rows["regressor"]["mirror bias deg"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["b's decomposer"]["slope"] == pytest.approx(0.5, abs=1e-3)
+    assert rows["b's decomposer"]["mirror bias deg"] == pytest.approx(3.0, abs=1e-6)
+    assert rows["b's decomposer"]["mirror agreement"] == pytest.approx(1.0)
+    assert rows["b's decomposer"]["n"] == int((truth.abs() <= 20).sum())

@@ -112,8 +112,9 @@ class StandInDecomposer(nn.Module):
 
 
 def tiny_cfg(**kw) -> DirectionsConfig:
+    # the stand-in reads w off the image's first pixels, which a mirror moves: its readings are plain
     base = dict(num_pairs=48, num_samples=4000, jacobian_pairs=48, P=6, alpha=0.02, beta=1.0,
-                solver="fast", iterations=40, num_clusters=2, seed=0)  # fmt: skip
+                solver="fast", iterations=40, num_clusters=2, seed=0, mirror_average=False)  # fmt: skip
     base.update(kw)
     return DirectionsConfig(**base)
 
@@ -368,3 +369,39 @@ def test_stage_stores_the_edit_calibration_beside_eq3s(tmp_path):
     assert "calibration" not in read_json(tmp_path / outputs["info"])["directions"]["pitch"]
     off = compute_directions(G, dec, tiny_cfg(edit_calibration=[]), tmp_path / "off", batch_size=32, pictures=False, say=lambda s: None)
     assert "reach" not in read_json(tmp_path / "off" / off["info"])["directions"]["yaw"]
+
+
+class _MirrorStandIn(nn.Module):
+    """Planted readings: every view/light output = its own image feature + a bias. The features of yaw,
+    roll, tx and light_x (left half minus right half, scaled) turn sign in the mirror; the others (the
+    whole image's mean, scaled) do not."""
+
+    image_size = SIZE
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.linspace(1.0, 3.0, 14)
+        self.scale = torch.linspace(0.5, 2.0, 14)
+
+    def forward(self, img: Tensor) -> _Out:
+        half = img.shape[-1] // 2
+        odd = img[..., :half].mean((1, 2, 3)) - img[..., half:].mean((1, 2, 3))
+        even = img.mean((1, 2, 3))
+        feat = torch.stack([odd if n in ("yaw", "roll", "tx", "light_x") else even for n in SEMANTICS], 1)
+        sem = feat * self.scale + self.bias
+        return _Out(view=sem[:, :6], light=sem[:, 6:], albedo=img, depth=img[:, 0])
+
+
+def test_mirror_average_removes_the_bias_of_mirror_odd_semantics_only():
+    from facedis_aug.directions.semantics import MIRROR_SIGN, decompose
+
+    dec = _MirrorStandIn()
+    img = torch.rand(5, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    plain, mirrored = decompose(dec, img), decompose(dec, img, mirror_average=True)
+    odd = torch.tensor([s < 0 for s in MIRROR_SIGN])
+    assert [n for n, s in zip(SEMANTICS, MIRROR_SIGN) if s < 0] == ["yaw", "roll", "tx", "light_x"]
+    # odd semantics: the feature alone (the bias cancels); even ones: unchanged, bias included
+    torch.testing.assert_close(mirrored.semantics[:, odd], plain.semantics[:, odd] - dec.bias[odd])
+    torch.testing.assert_close(mirrored.semantics[:, ~odd], plain.semantics[:, ~odd])
+    torch.testing.assert_close(mirrored.albedo, plain.albedo)  # the maps are the image's own, not the mirror's
+    torch.testing.assert_close(measure_semantics(dec, img, mirror_average=True), mirrored.semantics)

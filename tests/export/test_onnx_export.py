@@ -101,3 +101,23 @@ def test_missing_onnxruntime_is_one_clear_line(monkeypatch):
         require_onnxruntime()
     assert "pip install 'facedis-aug[onnx]'" in str(e.value) and "\n" not in str(e.value)
     assert isinstance(e.value, ImportError)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_mirror_averaged_view_head_is_mirror_equivariant_and_exports(tmp_path, exporter):
+    # averaging a face's reading with its mirror's makes the head exactly equivariant: the mirrored face reads
+    # (-yaw, pitch, -roll), and a mirror-symmetric face reads yaw = roll = 0 (no 'mirror bias')
+    D = tiny_decomposer(32, seed=3)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    head = ViewHead(D, mirror_average=True)
+    a, b = head(x), head(x.flip(-1))
+    assert torch.allclose(b, a * torch.tensor([-1.0, 1.0, -1.0]), atol=1e-4)
+    sym = torch.cat([x[..., :16], x[..., :16].flip(-1)], dim=-1)
+    assert float(head(sym)[:, [0, 2]].abs().max()) < 1e-4
+    plain = ViewHead(D)
+    assert torch.allclose(a, (plain(x) + plain(x.flip(-1)) * torch.tensor([-1.0, 1.0, -1.0])) / 2, atol=1e-5)
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    path = export_view_head(D, tmp_path / "v.onnx", exporter=exporter, mirror_average=True)
+    assert float((OnnxViewHead(path, device="cpu")(x) - a).abs().max()) < 1e-3
+    assert max_abs_difference(D, path, mirror_average=True) < 1e-3
