@@ -171,14 +171,22 @@ def test_regressor_reach_judges_the_bundles_promise_on_its_edit_grid(monkeypatch
         def sample_w(self, n, seed=0):
             return torch.randn(n, 6, generator=torch.Generator().manual_seed(seed))
 
-        def generate(self, w):
-            return (w @ v / 10)[:, None, None, None].expand(-1, 3, 2, 2)
+        def generate(self, w):  # the left column holds the turn, the right one its opposite: a mirror negates it
+            x = (w @ v / 10)[:, None, None, None].expand(-1, 3, 2, 1)
+            return torch.cat([x, -x], dim=-1)
 
     monkeypatch.setattr(bt, "predict", lambda model, img: {"yaw": (100.0 * img[:, 0, 0, 0]).clamp(-30, 30)})
     r = bt.regressor_reach(FakeBundle(), None, n=5, seed=1)
     assert r["s"] == grid and r["asked"] == pytest.approx([10.0 * s for s in grid])
     assert r["delivered_regressor"] == pytest.approx([max(-30.0, min(30.0, 10.0 * s)) for s in grid], abs=1e-4)
     assert r["reach_regressor"] == [-30.0, 30.0]  # 40 asked, 30 delivered: 25% off, the walk stops before it
+    # a judge that sees +3 degrees in every face (its mirror bias): the plain reading is off by 3, which stops
+    # the walk at the first step (10 asked, 13 read: 30% off); read with the mirror averaged, the bias cancels
+    monkeypatch.setattr(bt, "predict", lambda model, img: {"yaw": (100.0 * img[:, 0, 0, 0]).clamp(-30, 30) + 3.0})
+    r = bt.regressor_reach(FakeBundle(), None, n=5, seed=1)
+    assert r["delivered_regressor"] == pytest.approx([max(-30.0, min(30.0, 10.0 * s)) + 3.0 for s in grid], abs=1e-4)
+    assert r["delivered_regressor_mirror_average"] == pytest.approx([max(-30.0, min(30.0, 10.0 * s)) for s in grid], abs=1e-4)
+    assert r["reach_regressor_mirror_average"] == [-30.0, 30.0] and r["reach_regressor"][1] < 30.0
     assert r["reach_bundle"] == [-20.0, 20.0] and r["calibration"] == "edits"
 
 
