@@ -231,7 +231,8 @@ def _check_same_recipe(run_dir: Path, recipe: Recipe) -> list[str]:
     new = to_dict(recipe)
     diffs, longer = [], []
     for d in sorted(_diff_keys(old, new)):
-        if d in harmless or (d.split(".")[0] in STAGES and d.split(".")[0] not in started):
+        # gan.metrics.* only measures (nothing it sets changes the training)
+        if d in harmless or d.startswith("gan.metrics.") or (d.split(".")[0] in STAGES and d.split(".")[0] not in started):
             continue
         section, _, key = d.partition(".")
         if LENGTH_KEYS.get(section) == key and _number(_get(new, d)) >= _number(_get(old, d)):

@@ -17,6 +17,8 @@ class MetricsConfig:
     # compute FID/KID (and PPL) at every snapshot of the gan stage and write them to its stats.jsonl
     # (ours; off by default: 10k images through the feature net cost minutes on a CPU)
     enabled: bool = False
+    # when: "snapshots" (every snapshot) or "end" (the last step only: one evaluation, for short CPU runs)
+    at: Literal["snapshots", "end"] = "snapshots"
     ppl: bool = True  # PPL too (another ppl_samples x 2 generator passes per snapshot)
     inception_weights: Optional[str] = None  # Inception-v3 (torchvision layout), .safetensors or .pt/.pth
     lpips_weights: Optional[str] = None  # LPIPS-VGG16: VGG16 'features.*' + 'lin0..4.weight'
@@ -31,6 +33,8 @@ class MetricsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.at not in ("snapshots", "end"):
+            raise ValueError(f"at must be 'snapshots' or 'end', got {self.at!r}")
         for name in ("num_images", "kid_subsets", "kid_subset_size", "ppl_samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

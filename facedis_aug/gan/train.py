@@ -359,7 +359,7 @@ def train_gan(
                 on_log(done)
         if rank == 0 and (done % snap_every == 0 or done == total_steps):
             save_image_grid(generate(G_ema, seeds=snap_seeds), run_dir / "snapshots" / f"fakes_{done:07d}.png")
-            if on_snapshot is not None:
+            if on_snapshot is not None and (cfg.metrics.at == "snapshots" or done == total_steps):
                 logger.log(step=done, kimg=kimg, **on_snapshot(G_ema, done))
         if done % ckpt_every == 0 or done == total_steps:
             if rank == 0:

@@ -13,6 +13,7 @@ import yaml
 
 from facedis_aug import Bundle
 from facedis_aug.ops.io import read_json
+from facedis_aug.ops.dataconf import ConfigError
 from facedis_aug.pipeline import STAGES, run_pipeline
 from facedis_aug.recipe import load_recipe
 
@@ -23,7 +24,7 @@ MICRO = [
     "data.synthetic.num_images=256",
     "gan.z_dim=16", "gan.w_dim=16", "gan.mapping_layers=2", "gan.channel_base=256", "gan.channel_max=16",
     "gan.batch=4", "gan.kimg=0.008", "gan.decorr_samples=32", "gan.snapshot_kimg=0.004", "gan.checkpoint_kimg=0.004",
-    "gan.log_kimg=0.004",
+    "gan.log_kimg=0.004", "gan.metrics.enabled=false",  # the tiny recipe's FID at the end costs ~30 s
     "decompose.image_size=32", "decompose.channels=8", "decompose.bottleneck=16", "decompose.head_channels=8",
     "decompose.conf_channels=8", "decompose.conf_bottleneck=16", "decompose.batch=4", "decompose.iterations=3",
     "decompose.aug_buffer=32", "decompose.snapshot_every=2", "decompose.checkpoint_every=2", "decompose.perceptual_weight=0",
@@ -153,8 +154,8 @@ def test_training_longer_continues_and_the_stages_after_it_run_again(micro_run, 
 def test_gan_stage_writes_metrics_at_snapshots_when_switched_on(tmp_path):
     torch.manual_seed(0)
     metrics = ["gan.metrics.enabled=true", "gan.metrics.num_images=16", "gan.metrics.kid_subsets=2",
-               "gan.metrics.kid_subset_size=8", "gan.metrics.ppl_samples=4", "gan.metrics.batch_size=8"]
-    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + metrics + ["run.stages=[gan]"])
+               "gan.metrics.kid_subset_size=8", "gan.metrics.ppl=true", "gan.metrics.ppl_samples=4", "gan.metrics.batch_size=8"]
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + metrics + ["run.stages=[gan]", "gan.metrics.at=snapshots"])
     assert run_pipeline(recipe, tmp_path / "run", verbose=False) == {"gan": "done"}
     lines = [json.loads(x) for x in (tmp_path / "run" / "gan" / "stats.jsonl").read_text().splitlines()]
     with_fid = [x for x in lines if "fid" in x]
@@ -163,8 +164,15 @@ def test_gan_stage_writes_metrics_at_snapshots_when_switched_on(tmp_path):
     for x in with_fid:
         assert x["fid"] >= 0 and x["num_fake"] == 16 and x["ppl"] >= 0
         assert x["feature_net"].startswith("fallback-") and x["perceptual_net"].startswith("fallback-")
-    # off by default: the tiny recipe's own run writes none
-    assert load_recipe(REPO / "recipes" / "tiny.yaml").gan.metrics.enabled is False
+    # "at: end" (the tiny recipe's): one evaluation, of the final generator
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", MICRO + metrics + ["run.stages=[gan]", "gan.metrics.at=end"])
+    assert run_pipeline(recipe, tmp_path / "end", verbose=False) == {"gan": "done"}
+    lines = [json.loads(x) for x in (tmp_path / "end" / "gan" / "stats.jsonl").read_text().splitlines()]
+    assert [x["kimg"] for x in lines if "fid" in x] == pytest.approx([0.008])
+    tiny = load_recipe(REPO / "recipes" / "tiny.yaml").gan.metrics
+    assert tiny.enabled is True and tiny.at == "end" and tiny.ppl is False
+    with pytest.raises(ConfigError):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["gan.metrics.at=sometimes"])
 
 
 def test_decompose_on_the_recipe_data_trains_beside_gan(tmp_path):
