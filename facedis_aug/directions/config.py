@@ -36,8 +36,10 @@ class DirectionsConfig:
     # ours: read every face and its mirror and average (semantics.decompose), here and in the bundle's view head.
     # The main job's decomposer sees +0.9..+1.5 degrees of yaw in a symmetric face (cross_read.md); on the main
     # job's 100-kimg generator (v11) the reach its view head confirms grew from [-9.8, 0] to [-10.6, +8.5]
-    # (the regressor's: [0, 0] to [-4.2, 0]), R^2 of Eq. 3 for yaw 0.702 -> 0.713 (table2_tiny_v11*.md); it doubles
-    # the decomposer's share of this stage's time
+    # (the regressor's: [0, 0] to [-4.2, 0]), R^2 of Eq. 3 for yaw 0.702 -> 0.713 (table2_tiny_v11*.md); on a 150-kimg
+    # generator it moved from [-10.6, +9.2] to [-17.9, +1.3] (the regressor's [0, 0] both), v_yaw |r| 0.623 -> 0.631,
+    # R^2 0.681 -> 0.687 (table2_v10_k150*.md): the bias goes, the reach is not always wider. It doubles the
+    # decomposer's share of this stage's time
     mirror_average: bool = True
 
 
