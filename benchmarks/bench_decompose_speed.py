@@ -12,6 +12,7 @@ runs; CPU time (process) is given beside it and the load average is written in t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -94,8 +95,6 @@ def main() -> None:
     ap.add_argument("--tiny-batch", type=int, default=16)
     ap.add_argument("--name", default="decompose_speed")
     args = ap.parse_args()
-    import dataclasses
-
     rows = [
         measure("unsup3d widths", DecomposeConfig(batch=16, perceptual_weight=0.0), args.steps, args.device),
         measure("unsup3d widths, no mutual", DecomposeConfig(batch=16, perceptual_weight=0.0, mutual=False), args.steps, args.device),

@@ -32,8 +32,8 @@ SEMANTIC_UNITS: dict[str, str] = {
 DECOMPOSER_SIZE = 64  # the paper decomposes every generation at 64x64 (Sec. 4)
 
 # A horizontal mirror of the image turns yaw, roll, the x-translation and the light's x the other way and
-# leaves the other semantics (measured with the main job's decomposer on 1000 world faces: r of s(x) with
-# s(mirror x) -0.96 / -0.89 / -0.88 / -0.99 for those four, +0.67 (pitch) to +1.00 for the others).
+# leaves the other semantics (geometry; for yaw, the decomposers' r of yaw(x) with -yaw(mirror x) is 0.95-0.98
+# on world faces: benchmarks/results/cross_read.md, "mirror agreement").
 MIRROR_SIGN: tuple[float, ...] = tuple(-1.0 if n in ("yaw", "roll", "tx", "light_x") else 1.0 for n in SEMANTICS)
 
 # |gradient| below this (relative to the largest) means the semantic never moved across the

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.resize import resize_square
+from ..directions.semantics import MIRROR_SIGN, SEMANTICS
 
 Exporter = Literal["dynamo", "torchscript"]
 NoiseOption = Literal["const", "input", "none"]
@@ -123,7 +124,9 @@ class ViewHead(nn.Module):
         v = self.decomposer.estimate_view(torch.cat([images, images.flip(-1)]) if self.mirror_average else images)
         out = torch.stack([v["yaw"], v["pitch"], v["roll"]], dim=1)
         if self.mirror_average:
-            out = (out[:b] + out[b:] * torch.tensor([-1.0, 1.0, -1.0], dtype=out.dtype, device=out.device)) / 2
+            sign = torch.tensor([MIRROR_SIGN[SEMANTICS.index(n)] for n in ("yaw", "pitch", "roll")], dtype=out.dtype,
+                                device=out.device)
+            out = (out[:b] + out[b:] * sign) / 2
         return out
 
 
