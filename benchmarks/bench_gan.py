@@ -1,6 +1,10 @@
 """Stage 1 speed: training s/step (amortised over the lazy regularisers) and generator images/s.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_gan [--quick] [--device cpu|cuda]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_gan --recipe recipes/tiny.yaml --precisions fp32 bf16 --name NAME
+
+With --recipe, the recipe's own gan config is timed once per precision (and a 1024^2 matmul's GFLOP/s
+in each dtype beside it): whether bf16 pays depends on the CPU (emulated without AVX512_BF16/AMX).
 
 Each configuration trains a few steps through the real `train_gan` (random-disc data) with
 R1 every 2 and path length every 3 steps, so that one short run holds a plain step, an R1 step
@@ -78,12 +82,49 @@ def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) 
     }  # fmt: skip
 
 
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up
+    k, t0 = 0, time.perf_counter()
+    while k < 2 or time.perf_counter() - t0 < seconds:
+        a @ b
+        k += 1
+    return 2 * n**3 * k / (time.perf_counter() - t0) / 1e9
+
+
+def recipe_rows(recipe: str, precisions: list[str], steps: int, device: str) -> list[dict]:
+    from facedis_aug.recipe import load_recipe
+
+    cfg = replace(load_recipe(recipe).gan, metrics=replace(load_recipe(recipe).gan.metrics, enabled=False))
+    rows = []
+    for prec in precisions:
+        row = bench(f"{recipe} gan, {prec}", replace(cfg, precision=prec), steps, 64, device)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(prec)
+        row["matmul_1024_gflops"] = matmul_gflops(dtype) if dtype is not None and device == "cpu" else None
+        row["s_per_100kimg"] = row["s_per_step_amortised"] / cfg.batch * 1e5
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the 32 and 64 px configurations")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default=None, help="comma-separated resolutions to run, e.g. 32,64")
+    ap.add_argument("--recipe", default=None, help="time this recipe's gan config instead of the built-in ones")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="with --recipe")
+    ap.add_argument("--steps", type=int, default=8, help="with --recipe: training steps incl. warm-up")
+    ap.add_argument("--name", default=None)
     args = ap.parse_args()
+    if args.recipe:
+        load0 = os.getloadavg()
+        rows = recipe_rows(args.recipe, args.precisions, args.steps, args.device)
+        notes = (f"The recipe's gan config (FID off) per precision; amortised step as above (R1 every 16, PL every 4), "
+                 f"medians after one warm-up step; s_per_100kimg = amortised / batch * 1e5 on this many threads. "
+                 f"Load average before/after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f}.")
+        write_results(args.name or "gan_speed_recipe", rows, f"Stage 1 speed of {args.recipe} per precision", notes=notes)
+        return
     only = {int(r) for r in args.only.split(",")} if args.only else None
     load0 = os.getloadavg()
     rows = []

@@ -27,6 +27,9 @@ def machine() -> dict[str, Any]:
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu": _cpu_name(),
+        # the same "AMD EPYC" name has been AVX512_BF16 hosts and AVX2-only ones: speeds differ by kind
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
@@ -90,7 +93,7 @@ def write_results(
         f"# {title}",
         "",
         f"- command: `{meta['command']}`",
-        f"- machine: {m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch threads), GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}",
+        f"- machine: {m['cpu']} ({m.get('cpu_capability')}, native bf16: {m.get('cpu_native_bf16')}), {m['cpu_cores']} cores ({m['torch_threads']} torch threads), GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}",
         f"- load average (1, 5, 15 min) when written: {m.get('load_avg_1_5_15')}",
         f"- date: {meta['date']}",
         "",

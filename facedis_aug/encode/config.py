@@ -27,7 +27,8 @@ class EncodeConfig:
     # autocast of the encoder pass and of G(E(x)) while training (ours; the samples, their w and the
     # held-out report stay fp32). At 32 px, resnet18, batch 16 it was no faster on this CPU (0.227 vs
     # 0.221 s/step, held-out w error alike: benchmarks/results/encode_precision.md), so fp32 stays the default.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # 'auto' = bf16 only where the device computes it natively (ops/precision.py)
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
 
     # --- refinement: a few Adam steps on w for one image, minimising the image L1 (idinvert) ---
     refine_steps: int = 10  # default step count of Bundle.encode / PoseExtrapolate (0 = encoder only) (ours: small, it costs G forward+backward per step)
@@ -66,8 +67,8 @@ class EncodeConfig:
         for name in ("w_weight", "image_weight", "refine_reg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.w_weight == 0 and self.image_weight == 0:
             raise ValueError("w_weight and image_weight cannot both be 0")
         if not 0.0 < self.face_quantile <= 1.0:

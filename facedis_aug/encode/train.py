@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from ..ops import (JsonlLogger, load_safetensors, load_training_state, save_image_grid, save_safetensors,
                    training_state_tensors, write_json)
 from ..ops.dataconf import to_dict
+from ..ops.precision import autocast, resolve_precision
 from ..ops.seeds import derive_seed
 from .config import EncodeConfig
 from .model import LatentEncoder, fit_images, image_l1, refine_latent, relative_w_error, save_encoder
@@ -131,8 +131,7 @@ def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *
     logger = JsonlLogger(run_dir / "stats.jsonl", keep_through=start - 1)  # lines carry the 0-based step
     t0 = time.perf_counter()
     model.train()
-    dev_type = torch.device(device).type
-    amp = (lambda: torch.autocast(dev_type, dtype=torch.bfloat16)) if cfg.precision == "bf16" else nullcontext
+    amp = autocast(resolve_precision(cfg.precision, device, what="encode.precision"), device)
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="encode", mininterval=1.0)
     for step in bar:
         x, w = generator_samples(G, cfg.batch, derive_seed(seed, _TAG_TRAIN, step), device)

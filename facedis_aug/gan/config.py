@@ -83,7 +83,9 @@ class GanConfig:
     snapshot_kimg: float = 200.0  # PNG grid of G_ema samples (fixed seeds) every this many kimg
     snapshot_images: int = 64  # images in a snapshot grid
     checkpoint_kimg: float = 200.0  # resumable checkpoint every this many kimg
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the main passes (fp16: GPU only)
+    # autocast for the main passes (fp16: GPU only); 'auto' = bf16 where the device computes it natively, else fp32
+    # (ops/precision.py: emulated bf16 ran the tiny recipe's step 10x slower on an AVX2-only CPU)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # FID/KID/PPL at snapshots (off by default)
 

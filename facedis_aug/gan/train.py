@@ -15,7 +15,6 @@ import copy
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from ..ops import JsonlLogger, load_safetensors, read_json, save_image_grid, save_safetensors, write_json
 from ..ops.dataconf import to_dict
 from ..ops.io import load_optimizer_tensors, optimizer_tensors, sub_tensors
+from ..ops.precision import autocast, resolve_precision
 from .config import GanConfig
 from .loss import (
     decorrelation_loss,
@@ -195,9 +195,8 @@ def train_gan(
     pl_on, r1_on = cfg.pl_weight > 0, gamma > 0
     if B % min(cfg.mbstd_group, B) != 0:
         raise ValueError(f"gan.batch {B} must be a multiple of gan.mbstd_group {cfg.mbstd_group}")
-    if cfg.precision == "fp16" and dev.type != "cuda":
-        raise ValueError("gan.precision fp16 needs a GPU; use bf16 or fp32 on CPU")
-    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)) if cfg.precision != "fp32" else nullcontext
+    precision = resolve_precision(cfg.precision, dev, what="gan.precision")  # 'auto': bf16 only where it is native
+    amp = autocast(precision, dev)
     final = run_dir / "gan.safetensors"
     noise_mode = "random" if cfg.noise else "none"  # off: noise_strength stays 0, so G_ema draws the same without it
 
@@ -211,7 +210,7 @@ def train_gan(
         return torch.optim.Adam(module.parameters(), lr=cfg.lr * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8)
 
     opt_G, opt_D = adam(G, cfg.pl_interval, pl_on), adam(D, cfg.r1_interval, r1_on)
-    scaler_G, scaler_D = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda")) if cfg.precision == "fp16" else (None, None)
+    scaler_G, scaler_D = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda")) if precision == "fp16" else (None, None)
     zero = lambda: torch.zeros([], device=dev)  # noqa: E731
     st = {"pl_mean": zero(), "ada_p": zero().double(), "ada_sum": zero(), "ada_count": zero()}
     start, bad_steps, last_ckpt = 0, 0, None
@@ -351,7 +350,7 @@ def train_gan(
             logger.log(
                 step=done, kimg=kimg, s_per_step=dt / steps_since, img_per_s=gbatch * steps_since / dt,
                 **{k: sum(v) / len(v) for k, v in acc.items()}, **dstats,
-                pl_mean=st["pl_mean"].item(), ada_p=float(st["ada_p"]), world_size=world,
+                pl_mean=st["pl_mean"].item(), ada_p=float(st["ada_p"]), world_size=world, precision=precision,
             )  # fmt: skip
             pbar.set_postfix(kimg=f"{kimg:.2f}", img_s=f"{gbatch * steps_since / dt:.1f}", rho=f"{dstats['rho_mean']:.3f}")
             acc, t_last, steps_since = {}, time.perf_counter(), 0

@@ -11,6 +11,7 @@ _PUBLIC = {
     "resize_square": "facedis_aug.ops.resize",
     "resize_bilinear": "facedis_aug.ops.resize",
     "derive_seed": "facedis_aug.ops.seeds",
+    **{name: "facedis_aug.ops.precision" for name in ("autocast", "native_bf16", "resolve_precision")},
     "seeds_to_z": "facedis_aug.ops.seeds",
 }
 __all__ = sorted(_PUBLIC)

@@ -161,3 +161,13 @@ def test_noise_off_leaves_noise_strengths_at_zero_and_bf16_trains(tmp_path: Path
         assert all(torch.isfinite(v).all() for k, v in state.items() if v.is_floating_point()), name
     on = _final_state(Path(_run(tmp_path / "on", cfg=cfg)).parent)
     assert any(float(on[k]) != 0.0 for k in strengths)  # with noise the strengths do learn
+
+
+def test_auto_precision_trains_in_fp32_on_a_cpu_without_native_bf16(tmp_path: Path, monkeypatch):
+    """gan.precision auto resolves per host and the run's stats.jsonl records what it used."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    run = Path(_run(tmp_path / "auto", cfg=replace(CFG, precision="auto", ada=False))).parent
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    used = {rec["precision"] for rec in lines if "s_per_step" in rec}
+    assert used == {"fp32"}
