@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
-from .ops.linear import edit_latent, s_to_value, value_to_s
+from .ops.linear import curve_s_to_value, curve_value_to_s, edit_latent, s_to_value, value_to_s
 from .ops.seeds import seeds_to_z
 
 FORMAT = "facedis_aug.bundle"
@@ -127,12 +127,28 @@ def _reach(entry: Mapping[str, Any]) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _knots(entry: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """A direction's monotone calibration curve (directions.reach), checked: None when it has none."""
+    k = entry.get("knots")
+    if k is None:
+        return None
+    try:
+        ks, kv = [float(x) for x in k["s"]], [float(x) for x in k["value"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleError(f"{DIRECTIONS_JSON}: knots must be {{'s': [...], 'value': [...]}} numbers, got {k!r}") from err
+    ds, dv = [b - a for a, b in zip(ks, ks[1:])], [b - a for a, b in zip(kv, kv[1:])]
+    if (len(ks) != len(kv) or len(ks) < 2 or not all(map(math.isfinite, ks + kv)) or not all(d > 0 for d in ds)
+            or not (all(d > 0 for d in dv) or all(d < 0 for d in dv))):
+        raise BundleError(f"{DIRECTIONS_JSON}: knots must be >= 2 finite points, s ascending, values strictly monotone; got {k!r}")
+    return ks, kv
+
+
 def _yaw_summary(directions_json: Path) -> dict[str, Any] | None:
     """The manifest's copy of the yaw calibration and reach (DESIGN.md): what a user reads first."""
     e = read_json(directions_json).get("directions", {}).get("yaw")
     if not e or "units_per_sigma" not in e:
         return None
-    out = {k: e[k] for k in ("intercept", "units_per_sigma", "calibration", "reach") if k in e}
+    out = {k: e[k] for k in ("intercept", "units_per_sigma", "calibration", "knots", "reach") if k in e}
     out.setdefault("calibration", "least squares over samples (Eq. 3)")
     return out
 
@@ -213,6 +229,7 @@ class Bundle:
         info, directions = _read_directions(path)
         try:
             _reach(info["directions"].get("yaw", {}))
+            _knots(info["directions"].get("yaw", {}))
         except BundleError as e:
             raise BundleError(f"{path / DIRECTIONS_JSON}: {str(e).split(': ', 1)[1]}") from None
         return cls(path, manifest, info, directions, device)
@@ -290,15 +307,26 @@ class Bundle:
         return edit_latent(w, self._directions[name].to(w.device, w.dtype), s, sigma)
 
     def value_to_s(self, name: str, value: float | Tensor) -> float | Tensor:
-        """Edit scale s that moves a univariate semantic to `value` (its units, e.g. degrees):
-        s = (value - intercept) / units_per_sigma (exact under the linear model of Eq. 2)."""
+        """Edit scale s that moves a univariate semantic to `value` (its units, e.g. degrees): through the
+        measured monotone curve where the directions stage stored one ('knots', yaw), else the linear model of
+        Eq. 2, s = (value - intercept) / units_per_sigma."""
         e = self._calibration(name)
+        knots = _knots(e)
+        if knots is not None:
+            return curve_value_to_s(value, *knots, e["units_per_sigma"])
         return value_to_s(value, e["intercept"], e["units_per_sigma"])
 
     def s_to_value(self, name: str, s: float | Tensor) -> float | Tensor:
-        """The semantic value (its units) that edit(w, name, s) produces under the linear model."""
+        """The semantic value (its units) that edit(w, name, s) produces (inverse of `value_to_s`)."""
         e = self._calibration(name)
+        knots = _knots(e)
+        if knots is not None:
+            return curve_s_to_value(s, *knots, e["units_per_sigma"])
         return s_to_value(s, e["intercept"], e["units_per_sigma"])
+
+    def calibration_knots(self, name: str) -> tuple[list[float], list[float]] | None:
+        """(s, value) knots of the named direction's measured calibration curve, None when it has the line only."""
+        return _knots(self._calibration(name))
 
     def calibrations(self) -> dict[str, tuple[float, float]]:
         """Name -> (intercept, units_per_sigma) of every univariate semantic with a usable (finite,

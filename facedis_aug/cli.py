@@ -71,7 +71,12 @@ def _info(path: str) -> str:
     if "yaw" in b.directions:
         try:
             how = "read off edits" if b.info["directions"]["yaw"].get("calibration") == "edits" else "least squares over samples"
-            lines.append(f"  yaw calibration ({how}): s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
+            knots = b.calibration_knots("yaw")
+            if knots is not None:
+                lines.append(f"  yaw calibration ({how}, a measured curve): s {knots[0][0]:+.1f}..{knots[0][-1]:+.1f} turns the face "
+                             f"{knots[1][0]:+.1f}..{knots[1][-1]:+.1f} degrees")
+            else:
+                lines.append(f"  yaw calibration ({how}): s = 1 turns the face by {float(b.s_to_yaw(1.0)) - float(b.s_to_yaw(0.0)):+.1f} degrees")
         except KeyError:
             lines.append("  yaw calibration: missing")
         reach = b.yaw_reach

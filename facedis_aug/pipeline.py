@@ -227,7 +227,9 @@ def _check_same_recipe(run_dir: Path, recipe: Recipe) -> list[str]:
     except ConfigError:
         pass  # a key this version no longer knows: compare the raw trees, which then differ there
     started = {s for s in STAGES if (run_dir / s).is_dir()}
-    harmless = {"run.stages", "run.preview_images", "run.device"}
+    # precision picks the arithmetic, not the model: a run started with bf16 on an AVX512_BF16 host resumes in
+    # fp32 on one without it (gan.precision auto), as it would on another device
+    harmless = {"run.stages", "run.preview_images", "run.device", "gan.precision", "encode.precision"}
     new = to_dict(recipe)
     diffs, longer = [], []
     for d in sorted(_diff_keys(old, new)):

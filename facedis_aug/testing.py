@@ -78,10 +78,12 @@ def make_tiny_bundle(
     encoder: bool = False,
     max_l1: float | None = None,
     yaw_reach: tuple[float, float] | None = None,
+    yaw_knots: tuple[list[float], list[float]] | None = None,
 ) -> Path:
     """Write a verified bundle (plus generator.onnx / view_head.onnx with `onnx`) to out_dir;
     `encoder`: add a random encoder (and encoder.onnx with `onnx`), max_l1 overriding its measured bound;
-    `yaw_reach`: a planted measured reach (lo, hi) degrees for the yaw (None: a bundle without one)."""
+    `yaw_reach`: a planted measured reach (lo, hi) degrees for the yaw (None: a bundle without one);
+    `yaw_knots`: a planted calibration curve (s knots, degree knots) for the yaw (None: the line alone)."""
     from .decompose.model import save_decomposer
     from .bundle import write_bundle
     from .gan.networks import generator_metadata
@@ -101,6 +103,8 @@ def make_tiny_bundle(
             e.update(intercept=0.0, units_per_sigma=deg_per_sigma if name in ("yaw", "pitch") else 1.0, r2=1.0)
         if name == "yaw" and yaw_reach is not None:
             e.update(calibration="edits", reach=[float(yaw_reach[0]), float(yaw_reach[1])])
+        if name == "yaw" and yaw_knots is not None:
+            e.update(knots={"s": [float(x) for x in yaw_knots[0]], "value": [float(x) for x in yaw_knots[1]]})
         entries[name] = e
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)

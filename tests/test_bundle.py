@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from facedis_aug.bundle import FORMAT_VERSION, Bundle, BundleError, draw_strips,
 from facedis_aug.directions.pictures import manipulation_strip
 from facedis_aug.directions.semantics import measure_semantics
 from facedis_aug.directions.stage import compute_directions
-from facedis_aug.ops.io import load_safetensors, save_safetensors
+from facedis_aug.ops.io import load_safetensors, read_json, save_safetensors
+from facedis_aug.testing import make_tiny_bundle
 
 # the stand-ins (linear generator, planted decomposer) live in directions/test_stage.py
 _spec = importlib.util.spec_from_file_location("_directions_standins", Path(__file__).parent / "directions" / "test_stage.py")
@@ -249,3 +251,30 @@ def test_manifest_paths_must_stay_inside_the_bundle(bundle_dir, tmp_path, entry)
     with pytest.raises(BundleError, match="manifest entry refused") as e:
         Bundle.load(bundle_dir)
     assert repr(entry) in str(e.value)
+
+
+def test_a_calibration_curve_is_what_the_bundle_and_the_augmenters_invert(tmp_path):
+    from facedis_aug.augment.engine import open_bundle
+
+    knots = ([-2.0, 0.0, 1.0, 2.0], [-20.0, 0.0, 30.0, 40.0])
+    b = Bundle.load(make_tiny_bundle(tmp_path / "curve", yaw_knots=knots))
+    assert b.calibration_knots("yaw") == knots
+    assert b.yaw_to_s(15.0) == pytest.approx(0.5) and b.s_to_yaw(1.5) == pytest.approx(35.0)
+    assert b.yaw_to_s(100.0) == pytest.approx(2.0 + 60.0 / 30.0)  # beyond the knots: the line's slope (30 deg/sigma)
+    spec = open_bundle(b, "torch", "cpu")
+    assert spec.yaw_knots == knots
+    assert spec.yaw_to_s(np.array([-10.0, 35.0])).tolist() == pytest.approx([-1.0, 1.5])
+    assert spec.s_to_yaw(-1.0) == pytest.approx(-10.0)
+    assert read_json(b.path / "manifest.json")["yaw"]["knots"] == {"s": knots[0], "value": knots[1]}
+
+
+def test_a_calibration_curve_that_is_not_monotone_is_refused(tmp_path):
+    d = make_tiny_bundle(tmp_path / "bad", yaw_knots=([-1.0, 0.0, 1.0], [-5.0, 3.0, 2.0]))
+    _refused(d, "strictly monotone")
+
+
+def test_info_names_the_calibration_curve(tmp_path):
+    from facedis_aug.cli import _info
+
+    d = make_tiny_bundle(tmp_path / "curve", yaw_knots=([-2.0, 0.0, 2.0], [-20.0, 0.0, 40.0]), yaw_reach=(-20.0, 40.0))
+    assert "a measured curve): s -2.0..+2.0 turns the face -20.0..+40.0 degrees" in _info(str(d))

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
-from ..ops.linear import edit_latent, s_to_value, value_to_s
+from ..ops.linear import curve_s_to_value, curve_value_to_s, edit_latent, s_to_value, value_to_s
 from ..ops.seeds import derive_seed, seeds_to_z
 
 Backend = Literal["torch", "onnx"]
@@ -55,6 +55,8 @@ class BundleSpec:
     yaw_reach: tuple[float, float] | None = None
     # the view head reads each image and its mirror, as the directions stage did (Bundle.mirror_average)
     view_mirror_average: bool = False
+    # (s, degrees) knots of the measured yaw calibration curve (Bundle.calibration_knots); None: the line alone
+    yaw_knots: tuple[list[float], list[float]] | None = None
 
     @property
     def yaw_bounds(self) -> tuple[float, float]:
@@ -100,11 +102,17 @@ class BundleSpec:
         return int(self.generator["z_dim"])
 
     def yaw_to_s(self, deg: np.ndarray | float) -> np.ndarray | float:
-        """Edit scale s along v_yaw that gives `deg` degrees (the bundle's linear calibration)."""
-        return value_to_s(np.asarray(deg, dtype=np.float64), *self.calibration["yaw"])
+        """Edit scale s along v_yaw that gives `deg` degrees (the bundle's calibration: its curve, else its line)."""
+        d = np.asarray(deg, dtype=np.float64)
+        if self.yaw_knots is not None:
+            return curve_value_to_s(d, *self.yaw_knots, self.calibration["yaw"][1])
+        return value_to_s(d, *self.calibration["yaw"])
 
     def s_to_yaw(self, s: np.ndarray | float) -> np.ndarray | float:
-        return s_to_value(np.asarray(s, dtype=np.float64), *self.calibration["yaw"])
+        x = np.asarray(s, dtype=np.float64)
+        if self.yaw_knots is not None:
+            return curve_s_to_value(x, *self.yaw_knots, self.calibration["yaw"][1])
+        return s_to_value(x, *self.calibration["yaw"])
 
     def light_names(self) -> list[str]:
         return [n for n in LIGHT_SEMANTICS if n in self.directions]
@@ -185,6 +193,7 @@ def open_bundle(bundle: str | os.PathLike | Bundle | BundleSpec, backend: str = 
         yaw_s_mean=float(b.info["directions"]["yaw"].get("proj_mean", 0.0)) / b.sigma("yaw"),
         yaw_reach=b.yaw_reach,
         view_mirror_average=b.mirror_average,
+        yaw_knots=b.calibration_knots("yaw"),
     )
 
 

@@ -104,10 +104,11 @@ class _YawTurner:
         s, m = float(sp.yaw_to_s(target)), sp.yaw_s_mean
         if abs(s - m) > self.max_s * (1 + 1e-9):  # the range's own ends (from s_to_yaw) must pass
             c, k = sp.calibration["yaw"]
+            how = "its measured curve" if sp.yaw_knots is not None else f"{k:.2f} deg per sigma, intercept {c:.1f} deg"
             lo, hi = sorted(float(sp.s_to_yaw(m + d)) for d in (-self.max_s, self.max_s))
             raise ValueError(
-                f"yaw {target:g} deg needs s = {s:.1f} along v_yaw (bundle calibration: {k:.2f} deg per sigma, intercept "
-                f"{c:.1f} deg), {abs(s - m):.0f} sigma from the generator's own faces; beyond max_s = {self.max_s:g} the "
+                f"yaw {target:g} deg needs s = {s:.1f} along v_yaw (bundle calibration: {how}), "
+                f"{abs(s - m):.0f} sigma from the generator's own faces; beyond max_s = {self.max_s:g} the "
                 f"turned images break up. This bundle reaches [{lo:.1f}, {hi:.1f}] deg: narrow the yaw range, or pass "
                 "max_s=None to render anyway (see benchmarks/results/encoder.md)"
             )

@@ -41,6 +41,12 @@ class DirectionsConfig:
     # R^2 0.681 -> 0.687 (table2_v10_k150*.md): the bias goes, the reach is not always wider. It doubles the
     # decomposer's share of this stage's time
     mirror_average: bool = True
+    # ours: the edit calibration is the measured response along v (monotone, inverted) rather than the line fitted
+    # near the faces' mean, which overshoots where the S-shaped response bends (directions.reach)
+    edit_curve: bool = True
+    # ours: where the edit calibration puts 0 degrees: where the view head reads 0 ('reader'), or where the edited
+    # faces are least mirror-asymmetric ('symmetry'; directions.reach.mirror_asymmetry)
+    edit_zero: Literal["reader", "symmetry"] = "reader"
 
 
     def __post_init__(self) -> None:
@@ -54,6 +60,8 @@ class DirectionsConfig:
                 raise ValueError(f"directions.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"directions.lr must be > 0, got {self.lr}")
+        if self.edit_zero not in ("reader", "symmetry"):
+            raise ValueError(f"directions.edit_zero must be 'reader' or 'symmetry', got {self.edit_zero!r}")
         bad = [n for n in self.edit_calibration if n not in SEMANTICS]
         if bad:
             raise ValueError(f"directions.edit_calibration: {bad[0]!r} is not a univariate semantic ({', '.join(SEMANTICS)})")

@@ -9,10 +9,15 @@ by the decomposer, at offsets from the faces' own mean position along v.
 
     cal = calibrate_by_edits(G, decomposer, v, sigma, "yaw", w_fit, w_check)
     cal["intercept"], cal["units_per_sigma"]    # y(s) = intercept + units_per_sigma * s, s = w'.v / sigma
+    cal["knots"]                                # {"s": [...], "value": [...]}: the measured response, monotone
     cal["reach"]                                # [lo, hi]: asked values delivered within 15% on held-out faces
 
 The line is fitted to the mean reading over |offset| <= `halfwidth` sigma (where the decomposer reads
-faces like its training data); the reach (DESIGN.md: the largest |value| at which the delivered value
+faces like its training data). The response over the whole edit grid is S-shaped, not straight: on the
+main job's bundle (v11) the line overshot its own readings by 17% at +14.8 degrees, where the reach
+walk stopped (table2_tiny_v11_mirror.md). So with `curve` the calibration is the mean reading itself,
+made monotone (ops.linear.monotone_knots) and cut where it stops moving, and s is found by inverting
+it; the line is kept for Eq. 2's linear model and beyond the knots. The reach (DESIGN.md: the largest |value| at which the delivered value
 stays within 15% of the asked one) is walked outward on each side over *other* faces (`w_check`), so
 the line is not judged on the faces it was fitted to.
 """
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..ops.linear import edit_latent
+from ..ops.linear import curve_s_to_value, edit_latent, monotone_knots
 from .semantics import SEMANTICS, measure_semantics
 
 REACH_TOL = 0.15  # DESIGN.md: delivered within 15% of asked
@@ -36,24 +41,57 @@ EDIT_OFFSETS = tuple(float(o) for o in range(-10, 11))  # sigma from the faces' 
 FIT_HALFWIDTH = 2.0  # the calibration line is fitted over |offset| <= this (bench_reach_readers: s = -2..2)
 
 
+def mirror_asymmetry(img: Tensor, margin: float = 0.1875) -> Tensor:
+    """Mean |x - mirror(x)| over the image's centre (a `margin` share of the side cut off all round, where the
+    face is): [B, C, R, R] -> [B]. A frontal face under a frontal light is nearly its own mirror image."""
+    if img.ndim != 4:
+        raise ValueError(f"expected images [B, C, R, R], got {tuple(img.shape)}")
+    r = img.shape[-1]
+    m = int(round(r * margin))
+    x = img[..., m : r - m, m : r - m]
+    return (x - x.flip(-1)).abs().mean((1, 2, 3))
+
+
+def least_position(xs: Sequence[float], values: Any) -> np.ndarray:
+    """Per column of values [K, N] (K evenly spaced xs), the x of the least value, refined by a parabola
+    through it and its two neighbours (an end point is moved inward first) -> [N]."""
+    x, a = np.asarray(xs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if x.ndim != 1 or x.size < 3 or a.shape[0] != x.size:
+        raise ValueError(f"least_position: need >= 3 positions and values [K, N] alike, got {x.shape} and {a.shape}")
+    k = np.clip(a.argmin(0), 1, x.size - 2)
+    out = np.empty(a.shape[1])
+    for n, i in enumerate(k):
+        y0, y1, y2 = a[i - 1, n], a[i, n], a[i + 1, n]
+        den = y0 - 2 * y1 + y2
+        out[n] = x[i] + (0.5 * (y0 - y2) / den if den > 0 else 0.0) * (x[i + 1] - x[i])
+    return out
+
+
 @torch.no_grad()
 def edit_readings(G: nn.Module, decomposer: nn.Module, w: Tensor, v: Tensor, sigma: float, positions: Sequence[float],
-                  name: str, batch_size: int = 64, mirror_average: bool = False) -> Tensor:
+                  name: str, batch_size: int = 64, mirror_average: bool = False,
+                  with_asymmetry: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """The decomposer's reading of semantic `name` on G(edit_latent(w, v, s, sigma)) for each absolute
-    position s in `positions` (units of sigma; w'.v = s sigma). w [N, d], v [d] -> [K, N] float64.
-    mirror_average: see `semantics.decompose`."""
+    position s in `positions` (units of sigma; w'.v = s sigma). w [N, d], v [d] -> [K, N] float64, and with
+    `with_asymmetry` the images' `mirror_asymmetry` [K, N] beside it. mirror_average: see `semantics.decompose`."""
     if w.ndim != 2 or v.shape != (w.shape[1],):
         raise ValueError(f"expected w [N, d] and v [d], got {tuple(w.shape)} and {tuple(v.shape)}")
     j = SEMANTICS.index(name)
     v = v.to(w.device, w.dtype)
-    rows = []
+    rows, asym = [], []
     for s in positions:
-        out = []
+        out, out_a = [], []
         for i in range(0, w.shape[0], batch_size):
             img = G.synthesis(edit_latent(w[i : i + batch_size], v, float(s), sigma), noise_mode="const").clamp(-1, 1)
             out.append(measure_semantics(decomposer, img, mirror_average)[:, j].double().cpu())
+            if with_asymmetry:
+                out_a.append(mirror_asymmetry(img).double().cpu())
         rows.append(torch.cat(out))
-    return torch.stack(rows)
+        if with_asymmetry:
+            asym.append(torch.cat(out_a))
+    return (torch.stack(rows), torch.stack(asym)) if with_asymmetry else torch.stack(rows)
 
 
 def delivered_reach(asked: Sequence[float], delivered: Sequence[float], tol: float = REACH_TOL,
@@ -77,12 +115,18 @@ def delivered_reach(asked: Sequence[float], delivered: Sequence[float], tol: flo
 def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: float, name: str, w_fit: Tensor,
                        w_check: Tensor, offsets: Sequence[float] = EDIT_OFFSETS, halfwidth: float = FIT_HALFWIDTH,
                        tol: float = REACH_TOL, floor: float = REACH_FLOOR, batch_size: int = 64,
-                       mirror_average: bool = False) -> dict[str, Any]:
+                       mirror_average: bool = False, curve: bool = False, zero: str = "reader") -> dict[str, Any]:
     """Calibration and reach of direction v (unit, [d]) for semantic `name` from edits (see module doc).
 
-    w_fit [N, d]: faces whose mean reading per position gives the line; w_check [M, d]: other faces on
-    which the reach is walked. Returns intercept, units_per_sigma, reach [lo, hi], and the curve
-    (positions s, asked, delivered on each set) for directions.json."""
+    w_fit [N, d]: faces whose mean reading per position gives the line (and with `curve` the knots);
+    w_check [M, d]: other faces on which the reach is walked. Returns intercept, units_per_sigma, knots
+    (None without `curve`, or where the readings do not move about the faces' mean), reach [lo, hi], and the curve (positions s, asked, delivered on each set) for
+    directions.json. zero="symmetry" (an odd semantic, yaw): the calibration is shifted so that it says 0 where
+    the fit faces are least mirror-asymmetric (`mirror_asymmetry`, mean over the faces, `least_position`)
+    instead of where the reader says 0; its readings (both face sets, as stored) are shifted alike, and the
+    shift is returned under "zero"."""
+    if zero not in ("reader", "symmetry"):
+        raise ValueError(f"zero must be 'reader' or 'symmetry', got {zero!r}")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     off = np.asarray(offsets, dtype=np.float64)
@@ -92,15 +136,33 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
     v = v / v.norm()
     centre = float((w_fit.double() @ v.double()).mean()) / sigma  # the faces' own mean position along v
     pos = centre + off
-    fit = edit_readings(G, decomposer, w_fit, v, sigma, pos.tolist(), name, batch_size, mirror_average).mean(1).numpy()
+    fit, asym = edit_readings(G, decomposer, w_fit, v, sigma, pos.tolist(), name, batch_size, mirror_average, with_asymmetry=True)
+    fit, asym = fit.mean(1).numpy(), asym.mean(1).numpy()
     slope, intercept = np.polyfit(pos[near], fit[near], 1)
-    asked = intercept + slope * pos
+    ks = kv = None
+    if curve and slope != 0:
+        try:
+            ks, kv = monotone_knots(pos, fit, centre, increasing=slope > 0)
+        except ValueError:  # the readings do not move about the faces' mean (an untrained reader): the line stands
+            pass
+    curve = ks is not None
+    zero_info = None
+    if zero == "symmetry":
+        s0 = float(least_position(pos, asym)[0])
+        shift = float(curve_s_to_value(s0, ks, kv, float(slope))) if curve else float(intercept + slope * s0)
+        intercept, kv = intercept - shift, (None if kv is None else [x - shift for x in kv])
+        zero_info = {"by": "mirror symmetry", "s": round(s0, 4), "shift": round(shift, 3)}
+    asked = np.asarray(curve_s_to_value(pos, ks, kv, float(slope))) if curve else intercept + slope * pos
+    knots = None if ks is None else {"s": [round(float(x), 6) for x in ks], "value": [round(float(x), 6) for x in kv]}
     check = edit_readings(G, decomposer, w_check, v, sigma, pos.tolist(), name, batch_size, mirror_average).mean(1).numpy()
+    if zero_info is not None:  # the reader's zero is taken to be off by the shift on every face, so its readings are too
+        check, fit = check - zero_info["shift"], fit - zero_info["shift"]
     lo, hi = delivered_reach(asked, check, tol, floor)
-    return {"intercept": float(intercept), "units_per_sigma": float(slope), "reach": [lo, hi], "reach_tol": tol, "reach_floor": floor,
+    return {"intercept": float(intercept), "units_per_sigma": float(slope), "knots": knots, "zero": zero_info, "reach": [lo, hi],
+            "reach_tol": tol, "reach_floor": floor,
             "fit_halfwidth": float(halfwidth), "faces": [int(w_fit.shape[0]), int(w_check.shape[0])],
             "curve": {"s": [round(float(x), 4) for x in pos], "asked": [round(float(x), 3) for x in asked],
-                      "delivered_fit": [round(float(x), 3) for x in fit],
+                      "delivered_fit": [round(float(x), 3) for x in fit], "asymmetry_fit": [round(float(x), 5) for x in asym],
                       "delivered_check": [round(float(x), 3) for x in check]}}  # fmt: skip
 
 
@@ -116,7 +178,7 @@ def reach_png(name: str, entry: dict[str, Any], path: Any, unit: str = "deg") ->
     lo, hi = entry["reach"]
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label=f"reach [{lo:+.1f}, {hi:+.1f}] {unit}")
-    ax.plot(c["s"], c["asked"], "k-", lw=1.2, label="asked (calibration line)")
+    ax.plot(c["s"], c["asked"], "k-", lw=1.2, label="asked (calibration " + ("curve)" if entry.get("knots") else "line)"))
     ax.plot(c["s"], c["delivered_fit"], "o", ms=3, color="tab:blue", label="delivered, faces the line was fitted on")
     ax.plot(c["s"], c["delivered_check"], "s", ms=3, color="tab:orange", label="delivered, other faces (the reach's)")
     ax.set_xlabel(f"s = w'.v_{name} / sigma")

@@ -282,12 +282,17 @@ def _calibrate_by_edits(G: nn.Module, decomposer: nn.Module, name: str, directio
     w_fit = sample_w(G, cfg.edit_faces, cfg.seed + 2, device)
     w_check = sample_w(G, cfg.edit_faces, cfg.seed + 3, device)
     cal = calibrate_by_edits(G, decomposer, directions[name].to(device), e["sigma"], name, w_fit, w_check, batch_size=batch_size,
-                             mirror_average=cfg.mirror_average)
+                             mirror_average=cfg.mirror_average, curve=cfg.edit_curve, zero=cfg.edit_zero)
     e["regression_calibration"] = {"intercept": e["intercept"], "units_per_sigma": e["units_per_sigma"]}
     e.update(calibration="edits", intercept=cal["intercept"], units_per_sigma=cal["units_per_sigma"], reach=cal["reach"],
              edit_check={k: cal[k] for k in ("reach_tol", "reach_floor", "fit_halfwidth", "faces", "curve")})
+    for key in ("knots", "zero"):
+        if cal[key] is not None:
+            e[key] = cal[key]
     unit = _short_unit(e)
-    say(f"[directions] {name} read off edits: {cal['units_per_sigma']:+.2f} {unit} per sigma (Eq. 3 over samples: "
+    shape = (f"a curve over {cal['knots']['value'][0]:+.1f}..{cal['knots']['value'][-1]:+.1f} {unit}, "
+             if cal["knots"] is not None else "")
+    say(f"[directions] {name} read off edits: {shape}{cal['units_per_sigma']:+.2f} {unit} per sigma near the mean (Eq. 3 over samples: "
         f"{e['regression_calibration']['units_per_sigma']:+.2f}); delivered within {cal['reach_tol']:.0%} over "
         f"[{cal['reach'][0]:+.1f}, {cal['reach'][1]:+.1f}] {unit}")
 

@@ -141,3 +141,68 @@ def value_to_s(value: Any, intercept: float, units_per_sigma: float) -> Any:
 def s_to_value(s: Any, intercept: float, units_per_sigma: float) -> Any:
     """Inverse of `value_to_s`: the semantic value an edit of scale s produces."""
     return intercept + units_per_sigma * s
+
+
+def monotone_knots(s: Any, values: Any, centre: float, increasing: bool) -> tuple[list[float], list[float]]:
+    """Knots of a monotone piecewise-linear calibration from readings `values` at edit scales `s` (both [K],
+    s ascending): the isotonic (pool-adjacent-violators) fit in the given direction, cut on each side of the
+    knot nearest `centre` at the first step that does not move strictly (where the response saturates or
+    turns back, an inverse would be ambiguous). Returns (s_knots, value_knots), at least two knots."""
+    import numpy as np
+
+    x, y = np.asarray(s, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size < 2 or not np.all(np.diff(x) > 0) or not np.all(np.isfinite(y)):
+        raise ValueError(f"monotone_knots: need >= 2 finite readings at ascending s, got s {x.tolist()} and values {y.tolist()}")
+    z = y if increasing else -y
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v in z:
+        blocks.append([float(v), 1.0, 1])
+        while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:
+            (m1, w1, n1), (m2, w2, n2) = blocks[-2], blocks[-1]
+            blocks[-2:] = [[(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2]]
+    fit = np.concatenate([np.full(n, m) for m, _, n in blocks])
+    c = int(np.argmin(np.abs(x - centre)))
+    step = 1e-5 * max(1.0, float(np.abs(fit).max()))  # a smaller step counts as flat (knots are stored to 6 decimals)
+    lo = c
+    while lo > 0 and fit[lo] - fit[lo - 1] > step:
+        lo -= 1
+    hi = c
+    while hi < x.size - 1 and fit[hi + 1] - fit[hi] > step:
+        hi += 1
+    if hi == lo:  # the readings do not move at the centre: no curve, only its one value
+        raise ValueError(f"monotone_knots: the readings do not {'rise' if increasing else 'fall'} around s = {centre:g}: {y.tolist()}")
+    keep = slice(lo, hi + 1)
+    return x[keep].tolist(), (fit[keep] if increasing else -fit[keep]).tolist()
+
+
+def _as_input_type(out: Any, like: Any) -> Any:
+    if isinstance(like, Tensor):
+        return torch.as_tensor(out, dtype=like.dtype if like.is_floating_point() else torch.float64, device=like.device)
+    return float(out) if getattr(out, "ndim", 1) == 0 else out
+
+
+def curve_s_to_value(s: Any, knots_s: Any, knots_value: Any, units_per_sigma: float) -> Any:
+    """The semantic value an edit of scale s produces under a monotone piecewise-linear calibration (knots from
+    `monotone_knots`); beyond the end knots it goes on straight with `units_per_sigma` (the line's slope)."""
+    import numpy as np
+
+    ks, kv = np.asarray(knots_s, dtype=np.float64), np.asarray(knots_value, dtype=np.float64)
+    x = np.asarray(s.detach().cpu() if isinstance(s, Tensor) else s, dtype=np.float64)
+    out = np.interp(x, ks, kv)
+    out = np.where(x < ks[0], kv[0] + units_per_sigma * (x - ks[0]), out)
+    out = np.where(x > ks[-1], kv[-1] + units_per_sigma * (x - ks[-1]), out)
+    return _as_input_type(out, s)
+
+
+def curve_value_to_s(value: Any, knots_s: Any, knots_value: Any, units_per_sigma: float) -> Any:
+    """Inverse of `curve_s_to_value`: the Eq. 4 scale s that puts the semantic at `value`."""
+    import numpy as np
+
+    ks, kv = np.asarray(knots_s, dtype=np.float64), np.asarray(knots_value, dtype=np.float64)
+    if kv[-1] < kv[0]:  # a falling calibration: interp needs ascending x
+        ks, kv = ks[::-1], kv[::-1]
+    y = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value, dtype=np.float64)
+    out = np.interp(y, kv, ks)
+    out = np.where(y < kv[0], ks[0] + (y - kv[0]) / units_per_sigma, out)
+    out = np.where(y > kv[-1], ks[-1] + (y - kv[-1]) / units_per_sigma, out)
+    return _as_input_type(out, value)

@@ -195,8 +195,8 @@ def test_decompose_on_the_recipe_data_trains_beside_gan(tmp_path):
     assert not (tmp_path / "seq" / "decompose" / "side.log").exists()
     a, _ = load_safetensors(tmp_path / "side" / "decompose" / "decomposer.safetensors")
     b, _ = load_safetensors(tmp_path / "seq" / "decompose" / "decomposer.safetensors")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
+    for k in a:  # one thread beside gan, two after it: another summation order (up to 1.6e-4 apart on an AVX2 host)
+        torch.testing.assert_close(a[k], b[k], atol=1e-3, rtol=1e-3)
     events = [json.loads(line)["event"] for line in (tmp_path / "side" / "log.jsonl").read_text().splitlines()]
     assert events.count("done") == 2  # one per stage, the side process's own line included
 

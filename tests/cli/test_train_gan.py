@@ -75,6 +75,10 @@ def test_stages_skip_when_done_and_recipe_is_fixed(tmp_path, monkeypatch):
     assert pipeline.run_pipeline(load_recipe(TINY, ["run.stages=[gan]", "gan.metrics.enabled=false"]), out, verbose=False) == {
         "gan": "skipped"
     }
+    # nor is the precision (bf16 on one host, fp32 on another)
+    assert pipeline.run_pipeline(load_recipe(TINY, ["run.stages=[gan]", "gan.precision=fp32"]), out, verbose=False) == {
+        "gan": "skipped"
+    }
 
 
 def test_failed_stage_is_logged_and_not_marked_done(tmp_path, monkeypatch):

@@ -352,9 +352,10 @@ def test_stage_stores_the_edit_calibration_beside_eq3s(tmp_path):
     torch.manual_seed(0)
     # the samples' yaw spreads +-3 sigma = +-15 deg about -3: some are clipped; the fit window (+-2 sigma) is not
     G, dec = StandInG(), SaturatingDecomposer(-14.0, 12.0)
-    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16), tmp_path, batch_size=32, pictures=False, say=lambda s: None)
+    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16, edit_curve=False), tmp_path, batch_size=32, pictures=False,
+                                 say=lambda s: None)
     e = read_json(tmp_path / outputs["info"])["directions"]["yaw"]
-    assert e["calibration"] == "edits"
+    assert e["calibration"] == "edits" and "knots" not in e
     # the last asked value (the grid steps 5 degrees) within 15% of the clip on each side
     assert 12.0 / 0.85 - 5.0 < e["reach"][1] <= 12.0 / 0.85 and -14.0 / 0.85 <= e["reach"][0] < -14.0 / 0.85 + 5.0
     # the edits read the planted line along the stored direction; Eq. 3's answer is kept beside it
@@ -369,6 +370,117 @@ def test_stage_stores_the_edit_calibration_beside_eq3s(tmp_path):
     assert "calibration" not in read_json(tmp_path / outputs["info"])["directions"]["pitch"]
     off = compute_directions(G, dec, tiny_cfg(edit_calibration=[]), tmp_path / "off", batch_size=32, pictures=False, say=lambda s: None)
     assert "reach" not in read_json(tmp_path / "off" / off["info"])["directions"]["yaw"]
+
+
+class TanhDecomposer(SaturatingDecomposer):
+    """A view head whose yaw reading bends like the measured ones (S-shaped): a * tanh(linear / a)."""
+
+    def __init__(self, a: float = 30.0, **kw):
+        super().__init__(-1e9, 1e9, **kw)
+        self.a = a
+
+    def forward(self, img: Tensor) -> _Out:
+        out = super().forward(img)
+        out.view[:, 1] = self.a * torch.tanh(out.view[:, 1] / self.a)
+        return out
+
+
+def test_edit_calibration_curve_follows_an_s_shaped_response_where_the_line_overshoots():
+    from facedis_aug.directions.reach import calibrate_by_edits
+    from facedis_aug.ops.linear import curve_s_to_value, curve_value_to_s
+
+    G, dec = StandInG(), TanhDecomposer(30.0)
+    a = dec.Av[1]
+    v = (a / a.norm()).float()
+    sigma = _true_sigma(G, v)
+    w_fit, w_check = sample_w(G, 32, 5), sample_w(G, 32, 6)
+    line = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check)
+    cal = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check, curve=True)
+    assert line["knots"] is None and cal["units_per_sigma"] == line["units_per_sigma"]
+    c = cal["curve"]
+    s, truth = torch.tensor(c["s"], dtype=torch.float64), torch.tensor(c["delivered_fit"], dtype=torch.float64)
+    # the reading is monotone over the whole grid here, so the knots are every reading, and asked == delivered
+    assert cal["knots"]["s"] == pytest.approx(c["s"], abs=1e-4) and cal["knots"]["value"] == pytest.approx(c["delivered_fit"], abs=1e-3)
+    torch.testing.assert_close(torch.tensor(c["asked"], dtype=torch.float64), torch.tensor(c["delivered_check"], dtype=torch.float64),
+                               atol=2e-3, rtol=0)
+    assert cal["reach"] == pytest.approx([min(c["asked"]), max(c["asked"])], abs=1e-3)  # the whole grid
+    assert line["reach"][0] > cal["reach"][0] + 5 and line["reach"][1] < cal["reach"][1] - 5  # the line overshoots: shorter
+    # the bundle inverts it: s for a value between knots, and back
+    ks, kv = cal["knots"]["s"], cal["knots"]["value"]
+    target = 0.5 * (kv[-2] + kv[-1])
+    s_t = curve_value_to_s(target, ks, kv, cal["units_per_sigma"])
+    assert ks[-2] < s_t < ks[-1] and curve_s_to_value(s_t, ks, kv, cal["units_per_sigma"]) == pytest.approx(target)
+    assert truth.diff().gt(0).all()
+
+
+class _LopsidedSynthesis(_Synthesis):
+    """The stand-in image plus, on the left of its centre, a patch of (w.v / sigma - s0)^2: the image is its own
+    mirror exactly at s = s0 along v, and its mirror asymmetry is a parabola in s."""
+
+    def __init__(self, w_dim: int, resolution: int, v: Tensor, sigma: float, s0: float):
+        super().__init__(w_dim, resolution)
+        self.v, self.sigma, self.s0 = v, sigma, s0
+
+    def forward(self, w: Tensor, noise_mode: str = "const") -> Tensor:
+        img = super().forward(w, noise_mode).clone()
+        p = (w @ self.v.to(w.dtype)) / self.sigma - self.s0
+        img[:, :, 24:40, 20:30] += 0.004 * p.square()[:, None, None, None]
+        return img
+
+
+def test_symmetry_zero_puts_zero_degrees_where_the_edited_faces_are_their_own_mirror():
+    import numpy as np
+
+    from facedis_aug.directions.reach import calibrate_by_edits
+
+    G, dec = StandInG(), SaturatingDecomposer(-1e9, 1e9)
+    a = dec.Av[1]
+    v = (a / a.norm()).float()
+    sigma = _true_sigma(G, v)
+    s0 = 1.3
+    G.synthesis = _LopsidedSynthesis(G.w_dim, G.resolution, v, sigma, s0)
+    w_fit, w_check = sample_w(G, 32, 5), sample_w(G, 32, 6)
+    k, c = float(a.norm()) * sigma, float(dec.cv[1])  # the reader: c + k s, so it says 0 at s = -c / k, not at s0
+    plain = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check)
+    cal = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check, zero="symmetry")
+    assert plain["zero"] is None and plain["intercept"] == pytest.approx(c, abs=1e-3)
+    assert cal["zero"]["s"] == pytest.approx(s0, abs=1e-3) and cal["zero"]["shift"] == pytest.approx(c + k * s0, abs=1e-2)
+    assert cal["intercept"] == pytest.approx(-k * s0, abs=1e-2) and cal["units_per_sigma"] == pytest.approx(k, rel=1e-4)
+    # its readings are taken to be off by the same shift: asked and (shifted) delivered agree over the grid
+    c_ = cal["curve"]
+    assert c_["delivered_check"] == pytest.approx([x - cal["zero"]["shift"] for x in plain["curve"]["delivered_check"]], abs=1e-3)
+    assert c_["asked"] == pytest.approx(c_["delivered_check"], abs=2e-3)
+    with_curve = calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check, zero="symmetry", curve=True)
+    assert with_curve["zero"] == cal["zero"]
+    assert float(np.interp(s0, with_curve["knots"]["s"], with_curve["knots"]["value"])) == pytest.approx(0.0, abs=1e-2)
+    with pytest.raises(ValueError, match="zero must be"):
+        calibrate_by_edits(G, dec, v, sigma, "yaw", w_fit, w_check, zero="mean")
+
+
+def test_a_reader_that_gives_no_curve_leaves_the_line(monkeypatch):
+    import facedis_aug.directions.reach as reach
+
+    def no_curve(*a, **k):
+        raise ValueError("monotone_knots: the readings do not rise")
+
+    G, dec = StandInG(), TanhDecomposer(30.0)
+    a = dec.Av[1]
+    v = (a / a.norm()).float()
+    sigma = _true_sigma(G, v)
+    w = sample_w(G, 16, 5)
+    monkeypatch.setattr(reach, "monotone_knots", no_curve)
+    cal = reach.calibrate_by_edits(G, dec, v, sigma, "yaw", w, w, curve=True)
+    line = [cal["intercept"] + cal["units_per_sigma"] * x for x in cal["curve"]["s"]]
+    assert cal["knots"] is None and cal["curve"]["asked"] == pytest.approx(line, abs=1e-2)
+
+
+def test_stage_stores_the_calibration_curve_and_the_bundle_uses_it(tmp_path):
+    G, dec = StandInG(), TanhDecomposer(20.0)
+    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16), tmp_path, batch_size=32, pictures=False, say=lambda s: None)
+    e = read_json(tmp_path / outputs["info"])["directions"]["yaw"]
+    ks, kv = e["knots"]["s"], e["knots"]["value"]
+    assert len(ks) == len(kv) >= 2 and all(b > a for a, b in zip(kv, kv[1:]))
+    assert e["edit_check"]["curve"]["asked"][0] == pytest.approx(e["edit_check"]["curve"]["delivered_fit"][0], abs=1e-2)
 
 
 class _MirrorStandIn(nn.Module):

@@ -136,3 +136,38 @@ def test_calibration_known_answers_on_floats_arrays_and_tensors():
     np.testing.assert_allclose(value_to_s(np.array([-45.0, 45.0]), 5.0, 10.0), [-5.0, 4.0])
     t = torch.tensor([-1.0, 2.0], dtype=torch.float64)
     torch.testing.assert_close(s_to_value(t, -2.0, 0.5), torch.tensor([-2.5, -1.0], dtype=torch.float64))
+
+
+def test_monotone_knots_pool_violators_and_stop_where_the_response_turns_back():
+    from facedis_aug.ops.linear import monotone_knots
+
+    s = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0]
+    y = [-9.0, -10.0, -6.0, 0.0, 5.0, 4.0, 12.0, 11.0]  # two dips (pooled) and a turn back at the end (cut)
+    ks, kv = monotone_knots(s, y, centre=0.2, increasing=True)
+    # the pooled pairs are flat, so the walk from the knot nearest the centre stops at them
+    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([-9.5, -6.0, 0.0, 4.5])
+    ks, kv = monotone_knots(s, [-v for v in y], centre=0.0, increasing=False)  # a falling response alike
+    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([9.5, 6.0, 0.0, -4.5])
+    with pytest.raises(ValueError, match="do not rise"):
+        monotone_knots([0.0, 1.0, 2.0], [1.0, 1.0, 1.0], centre=1.0, increasing=True)
+    with pytest.raises(ValueError, match="ascending"):
+        monotone_knots([0.0, 0.0], [1.0, 2.0], centre=0.0, increasing=True)
+
+
+def test_curve_calibration_inverts_and_goes_on_straight_beyond_its_knots():
+    from facedis_aug.ops.linear import curve_s_to_value, curve_value_to_s
+
+    ks, kv, k = [-2.0, 0.0, 1.0, 3.0], [-10.0, 0.0, 8.0, 10.0], 5.0
+    s = torch.linspace(-5, 6, 23, dtype=torch.float64)
+    y = curve_s_to_value(s, ks, kv, k)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64
+    torch.testing.assert_close(curve_value_to_s(y, ks, kv, k), s)  # exact inverse, knots and beyond
+    assert curve_s_to_value(0.5, ks, kv, k) == pytest.approx(4.0) and curve_s_to_value(4.0, ks, kv, k) == pytest.approx(15.0)
+    assert curve_s_to_value(-3.0, ks, kv, k) == pytest.approx(-15.0)
+    # a falling calibration (negative slope) inverts alike
+    fk = [-v for v in kv]
+    assert curve_value_to_s(-4.0, ks, fk, -k) == pytest.approx(0.5) and curve_value_to_s(-15.0, ks, fk, -k) == pytest.approx(4.0)
+    import numpy as np
+
+    arr = curve_value_to_s(np.array([0.0, 8.0]), ks, kv, k)
+    assert isinstance(arr, np.ndarray) and arr.tolist() == pytest.approx([0.0, 1.0])
