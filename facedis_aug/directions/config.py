@@ -41,11 +41,17 @@ class DirectionsConfig:
     # R^2 0.681 -> 0.687 (table2_v10_k150*.md): the bias goes, the reach is not always wider. It doubles the
     # decomposer's share of this stage's time
     mirror_average: bool = True
-    # ours: the edit calibration is the measured response along v (monotone, inverted) rather than the line fitted
-    # near the faces' mean, which overshoots where the S-shaped response bends (directions.reach)
-    edit_curve: bool = True
+    # ours: the edit calibration as the view head's measured response along v (monotone, inverted) instead of the
+    # line fitted near the faces' mean. Off: on the main job's bundle v13 the curve claims a reach of [-17.9, +30.5]
+    # (the line [-0.5, +23.8]) but the evaluation regressor finds both kept over [0, +5.5..5.9] only, and asked
+    # -12..+24 degrees it delivers 47-59% more turn through the line and 61-69% more through the curve: the view head
+    # reads these turns compressed (+30.5 where the regressor reads +42.3), so following it closely is worse
+    # (table2_tiny_v13.md, table2_tiny_v13_curve.md). Worth trying again once the head reads yaw at scale
+    edit_curve: bool = False
     # ours: where the edit calibration puts 0 degrees: where the view head reads 0 ('reader'), or where the edited
-    # faces are least mirror-asymmetric ('symmetry'; directions.reach.mirror_asymmetry)
+    # faces are least mirror-asymmetric ('symmetry'; directions.reach.mirror_asymmetry). On v13 the three witnesses
+    # agree within 0.35 sigma (about 2 degrees): view head 0 at s = +0.61, regressor at +0.72, least asymmetry at
+    # +0.38 per face, +0.49 for the mean (yaw_zero_tiny_v13.md), so the reader's zero stays
     edit_zero: Literal["reader", "symmetry"] = "reader"
 
 

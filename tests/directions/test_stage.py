@@ -476,11 +476,16 @@ def test_a_reader_that_gives_no_curve_leaves_the_line(monkeypatch):
 
 def test_stage_stores_the_calibration_curve_and_the_bundle_uses_it(tmp_path):
     G, dec = StandInG(), TanhDecomposer(20.0)
-    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16), tmp_path, batch_size=32, pictures=False, say=lambda s: None)
+    outputs = compute_directions(G, dec, tiny_cfg(edit_faces=16, edit_curve=True, edit_zero="symmetry"), tmp_path, batch_size=32,
+                                 pictures=False, say=lambda s: None)
     e = read_json(tmp_path / outputs["info"])["directions"]["yaw"]
     ks, kv = e["knots"]["s"], e["knots"]["value"]
     assert len(ks) == len(kv) >= 2 and all(b > a for a, b in zip(kv, kv[1:]))
     assert e["edit_check"]["curve"]["asked"][0] == pytest.approx(e["edit_check"]["curve"]["delivered_fit"][0], abs=1e-2)
+    assert e["zero"]["by"] == "mirror symmetry" and "shift" in e["zero"]  # the stand-in's images: asymmetry has some least
+    assert DirectionsConfig().edit_curve is False and DirectionsConfig().edit_zero == "reader"  # measured: the line, the reader's zero
+    with pytest.raises(ValueError, match="edit_zero"):
+        DirectionsConfig(edit_zero="middle")
 
 
 class _MirrorStandIn(nn.Module):
