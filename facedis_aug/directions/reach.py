@@ -122,8 +122,8 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
 
     w_fit [N, d]: faces whose mean reading per position gives the line (and with `curve` the knots);
     w_check [M, d]: other faces on which the reach is walked. Returns intercept, units_per_sigma, knots
-    (None without `curve`, or where the readings do not move about the faces' mean), reach [lo, hi], and the curve (positions s, asked, delivered on each set) for
-    directions.json. zero="symmetry" (an odd semantic, yaw): the calibration is shifted so that it says 0 where
+    (None without `curve`, or where the readings do not move about the faces' mean), reach [lo, hi], and the
+    curve (positions s, asked, delivered on each set) for directions.json. zero="symmetry" (an odd semantic, yaw): the calibration is shifted so that it says 0 where
     the fit faces are least mirror-asymmetric (`mirror_asymmetry`, mean over the faces, `least_position`)
     instead of where the reader says 0; its readings (both face sets, as stored) are shifted alike, and the
     shift is returned under "zero"."""
@@ -148,7 +148,7 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
         except ValueError:  # the readings do not move about the faces' mean (an untrained reader): the line stands
             pass
     curve = ks is not None
-    zero_info = None
+    zero_info, shift = None, 0.0
     if zero == "symmetry":
         s0 = float(least_position(pos, asym)[0])
         shift = float(curve_s_to_value(s0, ks, kv, float(slope))) if curve else float(intercept + slope * s0)
@@ -157,8 +157,8 @@ def calibrate_by_edits(G: nn.Module, decomposer: nn.Module, v: Tensor, sigma: fl
     asked = np.asarray(curve_s_to_value(pos, ks, kv, float(slope))) if curve else intercept + slope * pos
     knots = None if ks is None else {"s": [round(float(x), 6) for x in ks], "value": [round(float(x), 6) for x in kv]}
     check = edit_readings(G, decomposer, w_check, v, sigma, pos.tolist(), name, batch_size, mirror_average).mean(1).numpy()
-    if zero_info is not None:  # the reader's zero is taken to be off by the shift on every face, so its readings are too
-        check, fit = check - zero_info["shift"], fit - zero_info["shift"]
+    # with the symmetry zero the reader's zero is taken to be off by the shift on every face, so its readings are too
+    check, fit = check - shift, fit - shift
     lo, hi = delivered_reach(asked, check, tol, floor)
     return {"intercept": float(intercept), "units_per_sigma": float(slope), "knots": knots, "zero": zero_info, "reach": [lo, hi],
             "reach_tol": tol, "reach_floor": floor,
