@@ -43,10 +43,11 @@ class DirectionsConfig:
     mirror_average: bool = True
     # ours: the edit calibration as the view head's measured response along v (monotone, inverted) instead of the
     # line fitted near the faces' mean. Off: on the main job's bundle v13 the curve claims a reach of [-17.9, +30.5]
-    # (the line [-0.5, +23.8]) but the evaluation regressor finds both kept over [0, +5.5..5.9] only, and asked
-    # -12..+24 degrees it delivers 47-59% more turn through the line and 61-69% more through the curve: the view head
-    # reads these turns compressed (+30.5 where the regressor reads +42.3), so following it closely is worse
-    # (table2_tiny_v13.md, table2_tiny_v13_curve.md). Worth trying again once the head reads yaw at scale
+    # (the line [-0.5, +23.8]) but the evaluation regressor finds both kept over [0, +5.5..5.9] only; asked -13..+24
+    # degrees (|asked| > 3) the line delivers 27-85% more turn, the curve 19-69% (closer near frontal, further beyond
+    # +15): the view head reads these turns compressed (+30.5 where the regressor reads +42.3), so the curve's wider
+    # claim is not kept and the line, which refuses more, stays (table2_tiny_v13.md, table2_tiny_v13_curve.md).
+    # Worth trying again once the head reads yaw at scale
     edit_curve: bool = False
     # ours: where the edit calibration puts 0 degrees: where the view head reads 0 ('reader'), or where the edited
     # faces are least mirror-asymmetric ('symmetry'; directions.reach.mirror_asymmetry). On v13 the three witnesses
