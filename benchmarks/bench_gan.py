@@ -95,7 +95,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> fl
 def recipe_rows(recipe: str, precisions: list[str], steps: int, device: str) -> list[dict]:
     from facedis_aug.recipe import load_recipe
 
-    cfg = replace(load_recipe(recipe).gan, metrics=replace(load_recipe(recipe).gan.metrics, enabled=False))
+    cfg = load_recipe(recipe, ["gan.metrics.enabled=false"]).gan
     rows = []
     for prec in precisions:
         row = bench(f"{recipe} gan, {prec}", replace(cfg, precision=prec), steps, 64, device)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .ops.io import atomic_write, load_safetensors, path_inside, read_json, sha256_file, write_json
-from .ops.linear import curve_s_to_value, curve_value_to_s, edit_latent, s_to_value, value_to_s
+from .ops.linear import edit_latent, s_to_value, value_to_s
 from .ops.seeds import seeds_to_z
 
 FORMAT = "facedis_aug.bundle"
@@ -311,18 +311,12 @@ class Bundle:
         measured monotone curve where the directions stage stored one ('knots', yaw), else the linear model of
         Eq. 2, s = (value - intercept) / units_per_sigma."""
         e = self._calibration(name)
-        knots = _knots(e)
-        if knots is not None:
-            return curve_value_to_s(value, *knots, e["units_per_sigma"])
-        return value_to_s(value, e["intercept"], e["units_per_sigma"])
+        return value_to_s(value, e["intercept"], e["units_per_sigma"], _knots(e))
 
     def s_to_value(self, name: str, s: float | Tensor) -> float | Tensor:
         """The semantic value (its units) that edit(w, name, s) produces (inverse of `value_to_s`)."""
         e = self._calibration(name)
-        knots = _knots(e)
-        if knots is not None:
-            return curve_s_to_value(s, *knots, e["units_per_sigma"])
-        return s_to_value(s, e["intercept"], e["units_per_sigma"])
+        return s_to_value(s, e["intercept"], e["units_per_sigma"], _knots(e))
 
     def calibration_knots(self, name: str) -> tuple[list[float], list[float]] | None:
         """(s, value) knots of the named direction's measured calibration curve, None when it has the line only."""

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..bundle import DECOMPOSER, ENCODER, ENCODER_ONNX, GENERATOR, GENERATOR_ONNX, VIEW_HEAD_ONNX, Bundle, BundleError
-from ..ops.linear import curve_s_to_value, curve_value_to_s, edit_latent, s_to_value, value_to_s
+from ..ops.linear import edit_latent, s_to_value, value_to_s
 from ..ops.seeds import derive_seed, seeds_to_z
 
 Backend = Literal["torch", "onnx"]
@@ -103,16 +103,10 @@ class BundleSpec:
 
     def yaw_to_s(self, deg: np.ndarray | float) -> np.ndarray | float:
         """Edit scale s along v_yaw that gives `deg` degrees (the bundle's calibration: its curve, else its line)."""
-        d = np.asarray(deg, dtype=np.float64)
-        if self.yaw_knots is not None:
-            return curve_value_to_s(d, *self.yaw_knots, self.calibration["yaw"][1])
-        return value_to_s(d, *self.calibration["yaw"])
+        return value_to_s(np.asarray(deg, dtype=np.float64), *self.calibration["yaw"], self.yaw_knots)
 
     def s_to_yaw(self, s: np.ndarray | float) -> np.ndarray | float:
-        x = np.asarray(s, dtype=np.float64)
-        if self.yaw_knots is not None:
-            return curve_s_to_value(x, *self.yaw_knots, self.calibration["yaw"][1])
-        return s_to_value(x, *self.calibration["yaw"])
+        return s_to_value(np.asarray(s, dtype=np.float64), *self.calibration["yaw"], self.yaw_knots)
 
     def light_names(self) -> list[str]:
         return [n for n in LIGHT_SEMANTICS if n in self.directions]

@@ -131,15 +131,20 @@ def edit_latent(w: Tensor, v: Tensor, s: float | Tensor, sigma: float | Tensor) 
     return w + (s_t * sigma_t - proj).unsqueeze(1) * v.unsqueeze(0)
 
 
-def value_to_s(value: Any, intercept: float, units_per_sigma: float) -> Any:
+def value_to_s(value: Any, intercept: float, units_per_sigma: float, knots: Any = None) -> Any:
     """The calibration of a univariate direction: the Eq. 4 scale s that puts the semantic at `value`
-    (its units, e.g. degrees), s = (value - intercept) / units_per_sigma (exact under Eq. 2's linear model).
+    (its units, e.g. degrees), s = (value - intercept) / units_per_sigma (exact under Eq. 2's linear model),
+    or through a measured monotone curve when `knots` = (s_knots, value_knots) is given (`curve_value_to_s`).
     Works on floats, numpy arrays and tensors alike."""
+    if knots is not None:
+        return curve_value_to_s(value, *knots, units_per_sigma)
     return (value - intercept) / units_per_sigma
 
 
-def s_to_value(s: Any, intercept: float, units_per_sigma: float) -> Any:
+def s_to_value(s: Any, intercept: float, units_per_sigma: float, knots: Any = None) -> Any:
     """Inverse of `value_to_s`: the semantic value an edit of scale s produces."""
+    if knots is not None:
+        return curve_s_to_value(s, *knots, units_per_sigma)
     return intercept + units_per_sigma * s
 
 
