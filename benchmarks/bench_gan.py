@@ -5,6 +5,8 @@
 
 With --recipe, the recipe's own gan config is timed once per precision (and a 1024^2 matmul's GFLOP/s
 in each dtype beside it): whether bf16 pays depends on the CPU (emulated without AVX512_BF16/AMX).
+It also counts the step's matmul/convolution FLOPs and how close to that matmul speed the step runs:
+near the matmul's speed, kernel work has little left to give and only fewer FLOPs per image help.
 
 Each configuration trains a few steps through the real `train_gan` (random-disc data) with
 R1 every 2 and path length every 3 steps, so that one short run holds a plain step, an R1 step
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -24,6 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from benchmarks.common import write_results
 from facedis_aug.gan.config import GanConfig
@@ -92,16 +97,55 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> fl
     return 2 * n**3 * k / (time.perf_counter() - t0) / 1e9
 
 
+class _CountFlops(TorchDispatchMode):
+    """torch's FLOP formulas (flop_registry) summed over every op dispatched. torch's FlopCounterMode
+    tracks modules with backward hooks, which R1's and path length's autograd.grad refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_flops(cfg: GanConfig) -> float:
+    """Matmul and convolution FLOPs (forward and backward, by torch's FLOP formulas) of one training
+    step amortised over the lazy regularisers: runs of n and 2n steps, n = lcm(R1, PL interval),
+    differenced, so the once-per-run work (snapshots, the last log line) drops out. Elementwise work
+    is not counted, so FLOPs / time is a lower bound on how busy the cores were."""
+    n = math.lcm(cfg.r1_interval, cfg.pl_interval)
+    totals = []
+    for steps in (n, 2 * n):
+        c = replace(cfg, kimg=steps * cfg.batch / 1000, log_kimg=1e6, snapshot_kimg=1e6, checkpoint_kimg=1e6,
+                    snapshot_images=4, precision="fp32")  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp, _CountFlops() as counter:
+            train_gan(c, discs(c.batch, c.resolution), tmp, seed=0, device="cpu")
+        totals.append(counter.total)
+    return (totals[1] - totals[0]) / n
+
+
 def recipe_rows(recipe: str, precisions: list[str], steps: int, device: str) -> list[dict]:
     from facedis_aug.recipe import load_recipe
 
     cfg = load_recipe(recipe, ["gan.metrics.enabled=false"]).gan
+    flops = step_flops(cfg)
     rows = []
     for prec in precisions:
         row = bench(f"{recipe} gan, {prec}", replace(cfg, precision=prec), steps, 64, device)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(prec)
         row["matmul_1024_gflops"] = matmul_gflops(dtype) if dtype is not None and device == "cpu" else None
         row["s_per_100kimg"] = row["s_per_step_amortised"] / cfg.batch * 1e5
+        # how close the step runs to the cores' matmul speed: near 1, only fewer FLOPs make it faster
+        row["gflop_per_step"] = flops / 1e9
+        row["achieved_gflops"] = flops / row["s_per_step_amortised"] / 1e9
+        if row["matmul_1024_gflops"]:
+            row["share_of_matmul_gflops"] = row["achieved_gflops"] / row["matmul_1024_gflops"]
         rows.append(row)
         print(row, flush=True)
     return rows
@@ -122,6 +166,9 @@ def main() -> None:
         rows = recipe_rows(args.recipe, args.precisions, args.steps, args.device)
         notes = (f"The recipe's gan config (FID off) per precision; amortised step as above (R1 every 16, PL every 4), "
                  f"medians after one warm-up step; s_per_100kimg = amortised / batch * 1e5 on this many threads. "
+                 f"gflop_per_step: matmul and convolution FLOPs of an amortised step (torch's FLOP formulas, forward "
+                 f"and backward, elementwise work not counted); achieved_gflops = that / the amortised step; "
+                 f"share_of_matmul_gflops = achieved / a 1024^2 matmul's GFLOP/s in the same dtype and threads. "
                  f"Load average before/after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f}.")
         write_results(args.name or "gan_speed_recipe", rows, f"Stage 1 speed of {args.recipe} per precision", notes=notes)
         return

@@ -248,7 +248,7 @@ def train_gan(
         save_image_grid(next(iter(make_batches(0, 0, 1)))[: cfg.snapshot_images], run_dir / "snapshots" / "reals.png")
     batches = make_batches(start, rank, world)
     acc: dict[str, list[float]] = {}
-    t_last, steps_since = time.perf_counter(), 0
+    t_last, cpu_last, steps_since = time.perf_counter(), time.process_time(), 0
     from tqdm import tqdm
 
     pbar = tqdm(total=total_steps, initial=start, unit="step", disable=rank != 0, dynamic_ncols=True)
@@ -344,16 +344,18 @@ def train_gan(
             pbar.set_postfix(kimg=f"{kimg:.2f}", refresh=False)
 
         if rank == 0 and (done % log_every == 0 or done == total_steps):
-            dt = time.perf_counter() - t_last
+            dt, cpu_dt = time.perf_counter() - t_last, time.process_time() - cpu_last
             with torch.no_grad():
                 dstats = decorrelation_stats(G.mapping(torch.randn(cfg.decorr_samples, cfg.z_dim, device=dev)))
             logger.log(
                 step=done, kimg=kimg, s_per_step=dt / steps_since, img_per_s=gbatch * steps_since / dt,
+                # CPU time and load beside the wall time: a slower window on a busier machine says so
+                cpu_s_per_step=cpu_dt / steps_since, load1=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                 **{k: sum(v) / len(v) for k, v in acc.items()}, **dstats,
                 pl_mean=st["pl_mean"].item(), ada_p=float(st["ada_p"]), world_size=world, precision=precision,
             )  # fmt: skip
             pbar.set_postfix(kimg=f"{kimg:.2f}", img_s=f"{gbatch * steps_since / dt:.1f}", rho=f"{dstats['rho_mean']:.3f}")
-            acc, t_last, steps_since = {}, time.perf_counter(), 0
+            acc, t_last, cpu_last, steps_since = {}, time.perf_counter(), time.process_time(), 0
             if on_log is not None:
                 on_log(done)
         if rank == 0 and (done % snap_every == 0 or done == total_steps):
