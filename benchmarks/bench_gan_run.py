@@ -72,8 +72,8 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
     ax = fig.add_subplot(1, 1, 1)
     for name, recs in results.items():
         ax.plot([r["kimg"] for r in recs], [r["s_per_step"] for r in recs], lw=0.8, label=f"{name} wall")
-        if any("cpu_s_per_step" in r for r in recs):
-            ax.plot([r["kimg"] for r in recs], [r.get("cpu_s_per_step", float("nan")) for r in recs], lw=0.8,
+        if any(r.get("cpu_s_per_step") is not None for r in recs):  # runs logged before 2026-12-07 have none
+            ax.plot([r["kimg"] for r in recs], [r.get("cpu_s_per_step") or float("nan") for r in recs], lw=0.8,
                     ls="--", label=f"{name} CPU")
     ax.set_xlabel("kimg", fontsize=8)
     ax.set_ylabel("s per step (logging window)", fontsize=8)
