@@ -42,12 +42,16 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def windows(lines: list[dict[str, Any]], bins: int) -> list[dict[str, Any]]:
-    """Split the logged lines into `bins` equal kimg windows; mean s/step (and load, CPU s/step) in each.
-
-    A resumed run logs a kimg twice or goes back: the last line per kimg counts."""
+def last_per_kimg(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A resumed run logs a kimg twice or goes back: keep the last line per kimg, in kimg order."""
     by_kimg = {round(r["kimg"], 4): r for r in lines}
-    recs = [by_kimg[k] for k in sorted(by_kimg)]
+    return [by_kimg[k] for k in sorted(by_kimg)]
+
+
+def windows(lines: list[dict[str, Any]], bins: int) -> list[dict[str, Any]]:
+    """Split the logged lines into `bins` equal kimg windows; mean s/step (and load, CPU s/step) in each
+    (the last line per kimg counts)."""
+    recs = last_per_kimg(lines)
     top = recs[-1]["kimg"]
     out = []
     for b in range(bins):
@@ -94,9 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--bins must be >= 1, got {args.bins}")
     rows, raw = [], {}
     for run in map(Path, args.runs):
-        lines = read_stats(run)
-        raw[run.name] = sorted(({k: r.get(k) for k in ("kimg", "s_per_step", "cpu_s_per_step", "load1")} for r in lines),
-                               key=lambda r: r["kimg"])
+        lines = last_per_kimg(read_stats(run))
+        raw[run.name] = [{k: r.get(k) for k in ("kimg", "s_per_step", "cpu_s_per_step", "load1")} for r in lines]
         w = windows(lines, args.bins)
         first, last = w[0]["s_per_step"], w[-1]["s_per_step"]
         rows += [{"run": run.name, **r, "vs_first": r["s_per_step"] / first} for r in w]

@@ -328,7 +328,10 @@ def main() -> None:
     extra = {"regressor": str(reg_path), "regressor_meta": regressor.meta, "regressor_heldout_mae": mae_world,
              "regressor_heldout_mae_data_pose": mae_dist, "decomposer_vs_regressor": agree, "edit_response": response, "reach": reach, "generated_pose": gen_pose,
              "signed_corr_true": corr, "signed_corr_decomposer": dcorr, "samples": args.samples, "seed": args.seed,
-             "bundle": str(args.bundle), "bundle_recipe": recipe}
+             "bundle": str(args.bundle), "bundle_recipe": recipe,
+             # the directions stage's own check of its yaw calibration (fit faces and check faces read along the
+             # edit grid), copied from the bundle so a statement about it rests on this file, not on a run folder
+             "bundle_yaw_edit_check": (bundle.info["directions"]["yaw"].get("edit_check") or None)}
     out = write_results(args.name, rows, f"Table 2 analogue: |corr(w.v, pose)| on {args.samples} generated faces",
                         notes=notes, extra=extra, columns=columns, out_dir=args.out_dir)
     png = Path(out) / f"{args.name}_scatter.png"
