@@ -175,6 +175,11 @@ ARMS: dict[str, dict[str, Any]] = {
                                                         "warmup_share": 2 / 3,
                                                         "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
                                                                 "restarts": 3, "view_cycle_light": "next"}},
+    # + a robust photometric error, c log(1 + |d| / c) with c = 0.1 (decompose.photometric_robust)
+    "world-pairs-face-ring11-head-warm-r3-robust01": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                      "warmup_share": 2 / 3,
+                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                              "restarts": 3, "photometric_robust": 0.1}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -211,7 +216,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "gan-pairs-aug",
             "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth", "world-pairs-face-ring11-head-warm",
             "world-pairs-face-ring11-head-warm-r3", "world-pairs-face-ring11-head-warm-r3-lightcycle",
-            "world-pairs-face-ring11-head-from-depth-eps08"}
+            "world-pairs-face-ring11-head-from-depth-eps08", "world-pairs-face-ring11-head-warm-r3-robust01"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]

@@ -1,7 +1,7 @@
 """Stage 1 speed: training s/step (amortised over the lazy regularisers) and generator images/s.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_gan [--quick] [--device cpu|cuda]
-    OMP_NUM_THREADS=1 python -m benchmarks.bench_gan --recipe recipes/tiny.yaml --precisions fp32 bf16 --name NAME
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_gan --recipe recipes/tiny.yaml --precisions fp32 bf16 --name NAME [key=value ...]
 
 With --recipe, the recipe's own gan config is timed once per precision (and a 1024^2 matmul's GFLOP/s
 in each dtype beside it): whether bf16 pays depends on the CPU (emulated without AVX512_BF16/AMX).
@@ -10,8 +10,9 @@ near the matmul's speed, kernel work has little left to give and only fewer FLOP
 
 Each configuration trains a few steps through the real `train_gan` (random-disc data) with
 R1 every 2 and path length every 3 steps, so that one short run holds a plain step, an R1 step
-and a path-length step; the amortised cost at the default intervals (R1 16, PL 4) is
-    t_plain + (t_r1 - t_plain) / 16 + (t_pl - t_plain) / 4.
+and a path-length step; the amortised cost at the intervals (stylegan2-ada's R1 16, PL 4; with
+--recipe the recipe's own) is
+    t_plain + (t_r1 - t_plain) / r1_interval + (t_pl - t_plain) / pl_interval.
 Step 0 (warm-up) is discarded. The CPU may be shared: the load average is written with the table.
 """
 from __future__ import annotations
@@ -59,7 +60,10 @@ def discs(batch: int, res: int):
     return make
 
 
-def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) -> dict:
+def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str, r1_every: int = 16,
+          pl_every: int = 4) -> dict:
+    """Times `steps` training steps of cfg (R1 every 2, PL every 3: see the module doc) and amortises them
+    at the given intervals (the built-in configs: stylegan2-ada's 16 and 4; --recipe: the recipe's own)."""
     cfg = replace(cfg, kimg=steps * cfg.batch / 1000, r1_interval=2, pl_interval=3, log_kimg=cfg.batch / 1000,
                   snapshot_kimg=1e6, checkpoint_kimg=1e6, snapshot_images=4)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +74,7 @@ def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) 
     plain = statistics.median([t[s] for s in t if s > 0 and s % 2 and s % 3])
     r1 = statistics.median([t[s] for s in t if s > 0 and s % 2 == 0 and s % 3])
     pl = statistics.median([t[s] for s in t if s > 0 and s % 3 == 0 and s % 2])
-    amortised = plain + (r1 - plain) / 16 + (pl - plain) / 4
+    amortised = plain + (r1 - plain) / r1_every + (pl - plain) / pl_every
     ips = None  # infer_batch 0: training only (bench_gan_reference times inference its own way)
     with torch.no_grad():
         if infer_batch > 0:
@@ -82,7 +86,7 @@ def bench(name: str, cfg: GanConfig, steps: int, infer_batch: int, device: str) 
             ips = n * infer_batch / (time.perf_counter() - t0)
     return {
         "config": name, "res": cfg.resolution, "batch": cfg.batch, "G_params_M": sum(p.numel() for p in G.parameters()) / 1e6,
-        "s_per_step_plain": plain, "s_per_step_r1": r1, "s_per_step_pl": pl, "s_per_step_amortised": amortised,
+        "r1_every": r1_every, "pl_every": pl_every, "s_per_step_plain": plain, "s_per_step_r1": r1, "s_per_step_pl": pl, "s_per_step_amortised": amortised,
         "train_img_per_s": cfg.batch / amortised, "infer_img_per_s": ips,
     }  # fmt: skip
 
@@ -130,14 +134,16 @@ def step_flops(cfg: GanConfig) -> float:
     return (totals[1] - totals[0]) / n
 
 
-def recipe_rows(recipe: str, precisions: list[str], steps: int, device: str) -> list[dict]:
+def recipe_rows(recipe: str, precisions: list[str], steps: int, device: str,
+                overrides: tuple[str, ...] = ()) -> list[dict]:
     from facedis_aug.recipe import load_recipe
 
-    cfg = load_recipe(recipe, ["gan.metrics.enabled=false"]).gan
+    cfg = load_recipe(recipe, [*overrides, "gan.metrics.enabled=false"]).gan
     flops = step_flops(cfg)
     rows = []
     for prec in precisions:
-        row = bench(f"{recipe} gan, {prec}", replace(cfg, precision=prec), steps, 64, device)
+        name = f"{recipe} gan" + "".join(f" {o}" for o in overrides) + f", {prec}"
+        row = bench(name, replace(cfg, precision=prec), steps, 64, device, cfg.r1_interval, cfg.pl_interval)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(prec)
         row["matmul_1024_gflops"] = matmul_gflops(dtype) if dtype is not None and device == "cpu" else None
         row["s_per_100kimg"] = row["s_per_step_amortised"] / cfg.batch * 1e5
@@ -160,11 +166,15 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="with --recipe")
     ap.add_argument("--steps", type=int, default=8, help="with --recipe: training steps incl. warm-up")
     ap.add_argument("--name", default=None)
+    ap.add_argument("overrides", nargs="*", help="with --recipe: key=value overrides of the recipe, e.g. gan.channel_max=32")
     args = ap.parse_args()
+    if args.overrides and not args.recipe:
+        ap.error("key=value overrides need --recipe")
     if args.recipe:
         load0 = os.getloadavg()
-        rows = recipe_rows(args.recipe, args.precisions, args.steps, args.device)
-        notes = (f"The recipe's gan config (FID off) per precision; amortised step as above (R1 every 16, PL every 4), "
+        rows = recipe_rows(args.recipe, args.precisions, args.steps, args.device, tuple(args.overrides))
+        notes = (f"The recipe's gan config (FID off) per precision; amortised step as above at the recipe's lazy "
+                 f"intervals (R1 every {rows[0]['r1_every']}, PL every {rows[0]['pl_every']}), "
                  f"medians after one warm-up step; s_per_100kimg = amortised / batch * 1e5 on this many threads. "
                  f"gflop_per_step: matmul and convolution FLOPs of an amortised step (torch's FLOP formulas, forward "
                  f"and backward, elementwise work not counted); achieved_gflops = that / the amortised step; "

@@ -200,6 +200,15 @@ class DecomposeConfig(DecomposerConfig):
     # carry the pose. 0 turns it off. World images, 3000 steps, fixed confidence, weight 1: yaw slope
     # 0.195 vs 0.288, r 0.78 vs 0.88 (decompose_grad.md): worse, so off.
     gradient_weight: float = 0.0
+    # a robust photometric error (ours): each pixel's |diff| becomes c * log(1 + |diff| / c), the L1 for errors
+    # well under c that grows only logarithmically above it, so pixels the image model cannot draw at the true
+    # view (hair and neck that turn less than the face, the background layer's seam) pull the view less.
+    # 0: unsup3d's plain (confidence-weighted) L1. Given a trained decomposer's own maps (the tiny recipe's,
+    # seed 1), log(1 + |d| / 0.1) moved the preferred yaw of world faces at true 60 / 75 / 90 to 40 / 35 / 45
+    # from 25 / 25 / 35 under the L1, and not at 10-45 (yaw_landscape_v13s1_cauchy01.md, _l1.md); trained with
+    # c = 0.1 (world images, the recipe's arm, 2250 steps, seed 0) it lost the yaw: slope 0.028, r 0.15, the
+    # canonical frame turned to the back of the head (decompose_robust01_s0.md; the L1: 0.539, r 0.881). Off.
+    photometric_robust: float = 0.0
     # view cycle (ours): the model's own face layer, detached, re-rendered over its background at a random
     # known (pitch, yaw) in +-view_cycle_range, must be read back at that view by the view head; the
     # weight of the L1 in units of the view ranges. It ties the view head's scale to the face layer's
@@ -300,6 +309,8 @@ class DecomposeConfig(DecomposerConfig):
             raise ValueError(f"saturated must be in (0, 1], got {self.saturated}")
         if self.gradient_weight < 0:
             raise ValueError(f"gradient_weight must be >= 0, got {self.gradient_weight}")
+        if self.photometric_robust < 0:
+            raise ValueError(f"photometric_robust must be >= 0 (0: plain L1), got {self.photometric_robust}")
         if self.map_cycle < 0:
             raise ValueError(f"map_cycle must be >= 0, got {self.map_cycle}")
         if self.view_cycle < 0 or len(self.view_cycle_range) != 2 or not (

@@ -39,14 +39,18 @@ def _masked_mean(loss: Tensor, mask: Tensor) -> Tensor:
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def photometric_l1(recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor) -> Tensor:
+def photometric_l1(recon: Tensor, target: Tensor, sigma: Tensor, mask: Tensor, robust: float = 0.0) -> Tensor:
     """unsup3d's confidence-weighted L1: mean over valid pixels of |diff| * sqrt(2) / sigma + log sigma.
+    robust > 0 (DecomposeConfig.photometric_robust): |diff| is replaced by robust * log(1 + |diff| / robust).
 
     recon, target [B, 3, H, W]; sigma [B, 1, H, W] > 0; mask [B, H, W] bool (valid depth)."""
     if recon.shape != target.shape or sigma.shape[1] != 1 or mask.shape != recon.shape[:1] + recon.shape[2:]:
         raise ValueError(f"shapes: recon {tuple(recon.shape)}, target {tuple(target.shape)}, sigma {tuple(sigma.shape)}, mask {tuple(mask.shape)}")
+    err = (recon - target).abs()
+    if robust > 0:
+        err = robust * torch.log1p(err / robust)
     # the decomposer's sigma has a floor (DecomposeConfig.conf_floor); EPS only guards other callers
-    loss = (recon - target).abs() * math.sqrt(2.0) / (sigma + EPS) + torch.log(sigma + EPS)
+    loss = err * math.sqrt(2.0) / (sigma + EPS) + torch.log(sigma + EPS)
     return _masked_mean(loss, mask[:, None])
 
 
@@ -174,8 +178,8 @@ def _reconstruction_loss(
         out = renderer.reconstruct(alb2, dep2, light2, view2, camera_light=cam)
         mask = out.mask[:b] & out.mask[b:] & unsaturated  # unsup3d: both renders must be valid
     rec, rec_flip = out.image[:b], out.image[b:]
-    l1 = photometric_l1(rec, images, conf[:, 0:1], mask)
-    l1_flip = photometric_l1(rec_flip, images, conf[:, 1:2], mask)
+    l1 = photometric_l1(rec, images, conf[:, 0:1], mask, cfg.photometric_robust)
+    l1_flip = photometric_l1(rec_flip, images, conf[:, 1:2], mask, cfg.photometric_robust)
     loss = l1 + cfg.flip_weight * l1_flip
     terms[f"{prefix}l1"] = l1.item()
     terms[f"{prefix}l1_flip"] = l1_flip.item()

@@ -67,6 +67,10 @@ def test_photometric_l1_known_values():
     sigma = torch.ones(1, 1, 4, 4)
     assert photometric_l1(recon, target, sigma, mask).item() == pytest.approx(0.5 * math.sqrt(2), rel=1e-5)
     assert photometric_l1(recon, target, 2 * sigma, mask).item() == pytest.approx(0.5 * math.sqrt(2) / 2 + math.log(2), rel=1e-5)
+    # robust: |d| -> c log(1 + |d| / c): 0.1 log 6 for |d| = 0.5, c = 0.1; close to the L1 for |d| << c
+    assert photometric_l1(recon, target, sigma, mask, robust=0.1).item() == pytest.approx(0.1 * math.log(6) * math.sqrt(2), rel=1e-5)
+    small = torch.full((1, 3, 4, 4), 1e-4)
+    assert photometric_l1(recon, small, sigma, mask, robust=0.1).item() == pytest.approx(1e-4 * math.sqrt(2), rel=1e-3)
 
 
 def test_gradient_l1_known_values():
