@@ -107,11 +107,12 @@ def two_sample_test(real: Tensor, fake: Tensor, steps: int = 400, batch: int = 6
     n = min(len(real), len(fake)) // 2
     if n < batch:
         raise ValueError(f"need at least {2 * batch} images of each kind, got {len(real)} and {len(fake)}")
-    torch.manual_seed(seed)
     c = real.shape[1]
-    net = nn.Sequential(nn.Conv2d(c, 16, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 3, 2, 1), nn.LeakyReLU(0.2),
-                        nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(64, 1))
+    with torch.random.fork_rng():  # seeded weights without moving the caller's global generator
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Conv2d(c, 16, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 3, 2, 1),
+                            nn.LeakyReLU(0.2), nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(64, 1))
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     x_train, x_test = torch.cat([real[:n], fake[:n]]), torch.cat([real[n : 2 * n], fake[n : 2 * n]])
     y = torch.cat([torch.ones(n), torch.zeros(n)])
