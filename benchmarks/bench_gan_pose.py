@@ -31,7 +31,7 @@ from torch import Tensor
 
 from benchmarks.common import RESULTS, write_results
 from benchmarks.pose_regressor import get_or_train, load_pose_regressor, mirror_agreement, predict
-from facedis_aug.ops.io import write_json
+from facedis_aug.ops.io import JsonlLogger, write_json
 
 BINS = torch.linspace(-90.0, 90.0, 19)  # 10-degree bins
 TV_TARGET = 0.15
@@ -86,11 +86,9 @@ def data_pose(recipe: Any, regressor: Any, n: int) -> tuple[dict[str, Tensor], d
 
 def gan_stage_seconds(run: Path) -> float | None:
     """Seconds of the gan stage's last finished run, from RUN/log.jsonl (None when it never finished)."""
-    import json
-
     log = run / "log.jsonl"
-    done = [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "done"
-            and e.get("stage") == "gan"] if log.is_file() else []
+    done = [e for e in (JsonlLogger(log).read() if log.is_file() else []) if e.get("event") == "done"
+            and e.get("stage") == "gan"]
     return float(done[-1]["seconds"]) if done else None
 
 
@@ -135,10 +133,8 @@ def two_sample_test(real: Tensor, fake: Tensor, steps: int = 400, batch: int = 6
 def final_fid(run: Path) -> tuple[float | None, str | None]:
     """(FID, feature net) of the last metrics line in RUN/gan/stats.jsonl (the gan stage writes one when
     `gan.metrics.enabled`), or (None, None)."""
-    import json
-
     stats = run / "gan" / "stats.jsonl"
-    lines = [e for e in map(json.loads, stats.read_text().splitlines()) if "fid" in e] if stats.is_file() else []
+    lines = [e for e in (JsonlLogger(stats).read() if stats.is_file() else []) if "fid" in e]
     return (float(lines[-1]["fid"]), str(lines[-1].get("feature_net"))) if lines else (None, None)
 
 
