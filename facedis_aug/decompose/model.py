@@ -271,10 +271,14 @@ class Decomposer(nn.Module):
         far = 0.7 * cfg.max_depth + 0.3 * cfg.min_depth  # unsup3d's border depth
         return d * (1 - self.depth_border) + far * self.depth_border
 
-    def _sigma(self, maps: tuple[Tensor, Tensor], mode: Optional[str] = None) -> tuple[Tensor, Tensor]:
-        """A confidence net's maps -> sigma with the floor, or ones when `mode` (default cfg.confidence) is 'fixed'."""
+    def _sigma(self, net: ConfNet, x: Tensor, mode: Optional[str] = None) -> tuple[Tensor, Tensor]:
+        """Sigma maps ([B, 2, S, S], [B, 2, S/4, S/4]) of a confidence net with the floor, or ones when `mode`
+        (default cfg.confidence) is 'fixed': then the net is not run at all (its output would be thrown
+        away; 2 of the 8 forward passes of a tiny-recipe step)."""
         if (mode or self.cfg.confidence) == "fixed":
-            return torch.ones_like(maps[0]), torch.ones_like(maps[1])
+            b, s = x.shape[0], x.shape[-1]
+            return x.new_ones(b, 2, s, s), x.new_ones(b, 2, s // 4, s // 4)
+        maps = net(x)
         return maps[0] + self.cfg.conf_floor, maps[1] + self.cfg.conf_floor
 
     def alpha_from_raw(self, raw: Tensor) -> Tensor:
@@ -289,7 +293,7 @@ class Decomposer(nn.Module):
 
     def forward(self, images: Tensor) -> Decomposition:
         self._check(images)
-        conf, conf_perc = self._sigma(self.net_conf(images))
+        conf, conf_perc = self._sigma(self.net_conf, images)
         shape, albedo = self.net_depth(images), self.net_albedo(images)
         if self.cfg.symmetric:
             shape, albedo = (shape + shape.flip(3)) / 2, (albedo + albedo.flip(3)) / 2
@@ -310,7 +314,7 @@ class Decomposer(nn.Module):
         [B, 2, S/4, S/4]). The image supplies view and light, the partner texture and shape."""
         self._check(images)
         self._check(partners)
-        return self._sigma(self.net_mutual_conf(torch.cat([images, partners], 1)), self.cfg.mutual_confidence)
+        return self._sigma(self.net_mutual_conf, torch.cat([images, partners], 1), self.cfg.mutual_confidence)
 
     def reconstruct(self, renderer, d: Decomposition, *, view: Optional[Tensor] = None, light: Optional[Tensor] = None):
         """Render d (optionally at another view [B, 6] or light [B, 8]) with this model's image model:

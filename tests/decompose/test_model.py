@@ -220,8 +220,16 @@ def test_confidence_floor_and_fixed_confidence():
     d = Decomposer(_tiny(conf_floor=0.2))(x)
     assert d.conf.min() >= 0.2 and d.conf_perc.min() >= 0.2
     fixed = Decomposer(_tiny(confidence="fixed"))
+    calls = []
+    for net in (fixed.net_conf, fixed.net_mutual_conf):
+        net.register_forward_hook(lambda *a: calls.append(1))
     d = fixed(x)
-    assert (d.conf == 1).all() and (fixed.mutual_confidence(x, x.flip(0))[0] == 1).all()
+    mc, mc_perc = fixed.mutual_confidence(x, x.flip(0))
+    assert (d.conf == 1).all() and (mc == 1).all() and (d.conf_perc == 1).all() and (mc_perc == 1).all()
+    # the shapes a learned net gives, without running the nets whose output a fixed sigma throws away
+    learned = Decomposer(_tiny(conf_floor=0.2))
+    assert d.conf.shape == learned(x).conf.shape and d.conf_perc.shape == learned(x).conf_perc.shape
+    assert mc_perc.shape == learned.mutual_confidence(x, x.flip(0))[1].shape and not calls
     # the mutual branch may keep a learned sigma (with the floor) while the direct one is fixed
     mixed = Decomposer(_tiny(confidence="fixed", mutual_confidence="learned", conf_floor=0.2))
     assert (mixed(x).conf == 1).all()
