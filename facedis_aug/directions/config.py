@@ -51,7 +51,8 @@ class DirectionsConfig:
     # (-26.3 / +40.6 against -33.3 / +41.1, yaw_zero_tiny_v14.md) but near frontal on the right steeper (+9.2 against
     # +5.9 at s = +0.9): the curve claims [-25.4, +41.7] and keeps [-25.4, 0], the line claims [-11.5, +29.4] and keeps
     # [-11.5, 0] (plain regressor reading; mirror-averaged [-5.6, +1.5] and [-4.7, +2.1]; table2_tiny_v14_curve.md,
-    # table2_tiny_v14.md). Better kept on one bundle, alike on the other, both claiming more than is kept: still off
+    # table2_tiny_v14.md). Better kept on one bundle, alike on the other, both claiming more than is kept: off by
+    # default; recipes/tiny.yaml turns it on since its v15 bundle, where the line claimed nothing (see there)
     edit_curve: bool = False
     # ours: where the edit calibration puts 0 degrees: where the view head reads 0 ('reader'), or where the edited
     # faces are least mirror-asymmetric ('symmetry'; directions.reach.mirror_asymmetry). On v13 the three witnesses
