@@ -75,13 +75,12 @@ def data_pose(recipe: Any, regressor: Any, n: int) -> tuple[dict[str, Tensor], d
         images, labels = source.batch(torch.arange(n))
     else:  # an image folder: no labels
         images, labels = torch.stack([source[i][0] for i in range(n)]), None
-    p = predict(regressor, images * 2 - 1)
-    p["yaw_mirror"] = predict(regressor, (images * 2 - 1).flip(-1))["yaw"]
-    p["images"] = images * 2 - 1
+    x = images * 2 - 1
+    p = predict(regressor, x)
     truth = None
     if isinstance(labels, dict) and "yaw" in labels:
         truth = {"yaw": labels["yaw"].float(), "pitch": labels["pitch"].float()}
-    return {"yaw": p["yaw"], "pitch": p["pitch"], "yaw_mirror": p["yaw_mirror"], "images": p["images"]}, truth
+    return {"yaw": p["yaw"], "pitch": p["pitch"], "yaw_mirror": predict(regressor, x.flip(-1))["yaw"], "images": x}, truth
 
 
 def gan_stage_seconds(run: Path) -> float | None:
