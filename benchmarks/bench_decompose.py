@@ -55,6 +55,10 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
                                      tiny recipe now, at --steps 2250
     world-pairs-face-ring11-head-warm-r3-lightcycle  the same with the view cycle under the next face's light
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
+    world-pairs-face-ring11-head-warm-r3-prior005, -prior008  the recipe now with shape_prior 0.05 / 0.08 (0.066)
+    gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
+                                     recipe's image model now (face-sized layer, ring 1.1, head surface after a
+                                     depth-surface warm-up of 2/3 of --steps, best of 3 starts)
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
@@ -180,6 +184,21 @@ ARMS: dict[str, dict[str, Any]] = {
                                                       "warmup_share": 2 / 3,
                                                       "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
                                                               "restarts": 3, "photometric_robust": 0.1}},
+    # the recipe now with a shallower / deeper head (decompose.shape_prior 0.05 / 0.08; the recipe: 0.066)
+    "world-pairs-face-ring11-head-warm-r3-prior005": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                      "warmup_share": 2 / 3,
+                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                              "restarts": 3, "shape_prior": 0.05}},
+    "world-pairs-face-ring11-head-warm-r3-prior008": {"data": "world", "mutual": True, "yaw_aug": False,
+                                                      "warmup_share": 2 / 3,
+                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
+                                                              "restarts": 3, "shape_prior": 0.08}},
+    # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now: face-sized
+    # layer, ring 1.1, the head surface after a depth-surface warm-up, best of 3 starts
+    "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
+                          "cfg": {**FACE_LAYER, "surface": "head", "restarts": 3}},
+    "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3,
+                       "cfg": {**FACE_LAYER, "surface": "head", "restarts": 3}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -216,7 +235,9 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "mixed-pairs-aug-warm", "mixed-pairs-aug-warm-face-ring11", "gan-pairs-aug",
             "world-pairs-face-ring11-head", "world-pairs-face-ring11-head-from-depth", "world-pairs-face-ring11-head-warm",
             "world-pairs-face-ring11-head-warm-r3", "world-pairs-face-ring11-head-warm-r3-lightcycle",
-            "world-pairs-face-ring11-head-from-depth-eps08", "world-pairs-face-ring11-head-warm-r3-robust01"}
+            "world-pairs-face-ring11-head-from-depth-eps08", "world-pairs-face-ring11-head-warm-r3-robust01",
+            "gan-mutual-recipe", "gan-aug-recipe", "world-pairs-face-ring11-head-warm-r3-prior005",
+            "world-pairs-face-ring11-head-warm-r3-prior008"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
