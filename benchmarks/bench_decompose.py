@@ -94,6 +94,16 @@ from facedis_aug.recipe import load_recipe
 
 # the face-sized face layer: the prior ellipse of a face, and the background layer taken from 1.1 of it (not 1.3)
 FACE_LAYER = {"shape_prior_axes": (0.6, 0.8), "background_ring": 1.1}
+# the tiny recipe's image model now: the face-sized layer, the head surface (after a depth-surface warm-up: the
+# arms' warmup_share), the best of 3 starts; RECIPE_NOW adds identity pairs, the recipe's world-image training
+HEAD_R3 = {**FACE_LAYER, "surface": "head", "restarts": 3}
+RECIPE_NOW = {**HEAD_R3, "identity_pairs": True}
+
+
+def recipe_variant(**cfg: Any) -> dict[str, Any]:
+    """The tiny recipe's arm (world images in identity pairs, two surface phases) with `cfg` changed."""
+    return {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": {**RECIPE_NOW, **cfg}}
+
 WARM = {"aug_start": 1000, "aug_buffer": 4096}  # mixed-aug-warm's first v_yaw fit
 ARMS: dict[str, dict[str, Any]] = {
     "harness": {"data": "harness", "mutual": False, "yaw_aug": False, "cfg": HARNESS_GEOMETRY},
@@ -171,34 +181,17 @@ ARMS: dict[str, dict[str, Any]] = {
     "world-pairs-face-ring11-head-warm": {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
                                           "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True}},
     # + three starts of 300 steps, going on from the one that reconstructs best (decompose.restarts)
-    "world-pairs-face-ring11-head-warm-r3": {"data": "world", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
-                                             "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
-                                                     "restarts": 3}},
+    "world-pairs-face-ring11-head-warm-r3": recipe_variant(),
     # + the view cycle rendered under the next face's light (decompose.view_cycle_light)
-    "world-pairs-face-ring11-head-warm-r3-lightcycle": {"data": "world", "mutual": True, "yaw_aug": False,
-                                                        "warmup_share": 2 / 3,
-                                                        "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
-                                                                "restarts": 3, "view_cycle_light": "next"}},
+    "world-pairs-face-ring11-head-warm-r3-lightcycle": recipe_variant(view_cycle_light="next"),
     # + a robust photometric error, c log(1 + |d| / c) with c = 0.1 (decompose.photometric_robust)
-    "world-pairs-face-ring11-head-warm-r3-robust01": {"data": "world", "mutual": True, "yaw_aug": False,
-                                                      "warmup_share": 2 / 3,
-                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
-                                                              "restarts": 3, "photometric_robust": 0.1}},
+    "world-pairs-face-ring11-head-warm-r3-robust01": recipe_variant(photometric_robust=0.1),
     # the recipe now with a shallower / deeper head (decompose.shape_prior 0.05 / 0.08; the recipe: 0.066)
-    "world-pairs-face-ring11-head-warm-r3-prior005": {"data": "world", "mutual": True, "yaw_aug": False,
-                                                      "warmup_share": 2 / 3,
-                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
-                                                              "restarts": 3, "shape_prior": 0.05}},
-    "world-pairs-face-ring11-head-warm-r3-prior008": {"data": "world", "mutual": True, "yaw_aug": False,
-                                                      "warmup_share": 2 / 3,
-                                                      "cfg": {**FACE_LAYER, "surface": "head", "identity_pairs": True,
-                                                              "restarts": 3, "shape_prior": 0.08}},
-    # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now: face-sized
-    # layer, ring 1.1, the head surface after a depth-surface warm-up, best of 3 starts
-    "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3,
-                          "cfg": {**FACE_LAYER, "surface": "head", "restarts": 3}},
-    "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3,
-                       "cfg": {**FACE_LAYER, "surface": "head", "restarts": 3}},
+    "world-pairs-face-ring11-head-warm-r3-prior005": recipe_variant(shape_prior=0.05),
+    "world-pairs-face-ring11-head-warm-r3-prior008": recipe_variant(shape_prior=0.08),
+    # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
+    "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": HEAD_R3},
+    "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3, "cfg": HEAD_R3},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
