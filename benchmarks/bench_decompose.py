@@ -57,6 +57,8 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     world-pairs-face-ring11-head-warm-r3-prior005, -prior008  the recipe now with shape_prior 0.05 / 0.08 (0.066)
     world-pairs-face-ring11-head-warm-r3-uniform  the recipe now on world faces of uniform yaw (pairs across turns)
+    world-pairs-face-ring11-head-warm-r3-ssim3, -ssim10  the recipe now + SSIM in the photometric loss
+                                     (decompose.ssim_weight 3 / 10)
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
                                      depth-surface warm-up of 2/3 of --steps, best of 3 starts)
@@ -194,6 +196,10 @@ ARMS: dict[str, dict[str, Any]] = {
     # (casia-like: mostly both frontal), so the swapped reconstruction constrains the maps across large turns, what
     # Sec. 3.4's edits are meant to supply (an upper bound for them, with real pairs instead of generated ones)
     "world-pairs-face-ring11-head-warm-r3-uniform": {**recipe_variant(), "world": {"pose": "uniform"}},
+    # + the structural dissimilarity of Monodepth's photometric loss at weight 3 (decompose.ssim_weight): about
+    # its 0.85 : 0.15 against the L1, which is twice as large on our [-1, 1] images
+    "world-pairs-face-ring11-head-warm-r3-ssim3": recipe_variant(ssim_weight=3.0),
+    "world-pairs-face-ring11-head-warm-r3-ssim10": recipe_variant(ssim_weight=10.0),
     # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
     "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": HEAD_R3},
     "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3, "cfg": HEAD_R3},
@@ -235,7 +241,8 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-pairs-face-ring11-head-warm-r3", "world-pairs-face-ring11-head-warm-r3-lightcycle",
             "world-pairs-face-ring11-head-from-depth-eps08", "world-pairs-face-ring11-head-warm-r3-robust01",
             "gan-mutual-recipe", "gan-aug-recipe", "world-pairs-face-ring11-head-warm-r3-prior005",
-            "world-pairs-face-ring11-head-warm-r3-prior008", "world-pairs-face-ring11-head-warm-r3-uniform"}
+            "world-pairs-face-ring11-head-warm-r3-prior008", "world-pairs-face-ring11-head-warm-r3-uniform",
+            "world-pairs-face-ring11-head-warm-r3-ssim3", "world-pairs-face-ring11-head-warm-r3-ssim10"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -279,7 +286,7 @@ def arm_data(recipe: Any, arm: str) -> Any:
 # cache key at that value, so that earlier arms keep their hash
 LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
                   "map_cycle": 0.0, "identity_pairs": False, "surface_warmup": 0,
-                  "restarts": 1, "restart_steps": 300, "view_cycle_light": "own"}
+                  "restarts": 1, "restart_steps": 300, "view_cycle_light": "own", "ssim_weight": 0.0}
 
 
 def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ of them, its row rises towards 1; if every row stays compressed, the image model
 
     python -m benchmarks.bench_world_ablation --variants full no-specular body-turns no-blur plain --steps 1500 \
         --seeds 0 --name world_ablation
+    python -m benchmarks.bench_world_ablation --arm ARM --variants full bald ...   # another bench_decompose arm
 
 The world is patched in this process only (benchmark code; the package's world is not changed). Variants other
 than 'full' keep their decomposers in a cache folder of their own, since bench_decompose's cache key does not
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 from typing import Any, Iterator
 
 import torch
@@ -85,6 +87,7 @@ def _check_patch_bites(parts: tuple[str, ...]) -> float:
 def main(argv: list[str] | None = None) -> Any:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--arm", default=ARM, choices=list(BD.ARMS), help="the bench_decompose arm trained on each world")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--name", default="world_ablation")
@@ -92,30 +95,35 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--quick", action="store_true", help="smoke test (bench_decompose --quick)")
     args = ap.parse_args(argv)
     rows, per_variant, bites = [], {}, {}
+    pictures = RESULTS / "cache" / "world_ablation"  # bench_decompose's own table and picture per variant
     for variant in args.variants:
         parts = VARIANTS[variant]
         bites[variant] = _check_patch_bites(parts) if parts else 0.0
         if parts and bites[variant] == 0.0:
             raise SystemExit(f"variant {variant}: switching off {parts} changed no world pixel; the patch did not bite")
         cache = args.cache_dir if not parts else f"{args.cache_dir}_world_{'_'.join(parts)}"
-        bd_args = ["--arms", ARM, "--steps", str(args.steps), "--seeds", *map(str, args.seeds), "--cache-dir", cache,
-                   "--name", f"{args.name}_{variant}", "--out-dir", str(RESULTS / "cache" / "world_ablation")]
+        bd_args = ["--arms", args.arm, "--steps", str(args.steps), "--seeds", *map(str, args.seeds), "--cache-dir", cache,
+                   "--name", f"{args.name}_{variant}", "--out-dir", str(pictures)]
         with world_without(parts):
             out = BD.main(bd_args + (["--quick"] if args.quick else []))
         row = out["rows"][-1]
-        per_variant[variant] = out["results"][ARM]
+        # the decomposition picture of the variant's first seed, beside the table
+        shutil.copyfile(pictures / f"{args.name}_{variant}_{args.arm}.png", RESULTS / f"{args.name}_{variant}.png")
+        per_variant[variant] = out["results"][args.arm]
         rows.append({"world": variant, "switched off": ", ".join(parts) or "-",
                      "image change": round(bites[variant], 4),
                      **{k: v for k, v in row.items() if k not in ("arm", "train data", "mutual", "yaw aug")}})
-    notes = (f"The tiny recipe's decompose arm ({ARM}: world images in identity pairs, the face-sized layer, the head "
-             f"surface after a depth-surface warm-up, the best of 3 starts) trained {args.steps} steps per seed on each "
+    what = (f"The tiny recipe's decompose arm ({ARM}: world images in identity pairs, the face-sized layer, the head "
+            "surface after a depth-surface warm-up, the best of 3 starts)") if args.arm == ARM else f"bench_decompose's arm {args.arm}"
+    notes = (f"{what} trained {args.steps} steps per seed on each "
              "world and scored on 512 held-out faces of the same world (uniform yaw in [-90, 90]). Switched off: "
              "'specular' = the Blinn-Phong highlight (Lambertian shading only), 'body' = the torso and neck follow all "
              "of the head's yaw (the world: 30%), 'blur' / 'noise' = the optics blur and the sensor noise, 'asymmetry' = "
              "the side fringe, hair wave, mole and tilted skin blotch (a mirror-symmetric identity), 'hair' = every "
              "identity balding (no hair on the top and front of the head, no long hair). 'image "
              "change' = mean |difference| of 16 world images (pixels in [0, 1]) with and without the switch, to show "
-             "it bit. Columns as in bench_decompose (decompose.md).")
+             "it bit. Columns as in bench_decompose (decompose.md). Pictures: {name}_<world>.png (input, reconstruction, "
+             "albedo, shaded depth, opacity, then relit and rotated).".format(name=args.name))
     return write_results(args.name, rows, "Which world nuisance compresses the decomposer's yaw", notes=notes,
                          extra={"results": per_variant})
 

@@ -200,6 +200,11 @@ class DecomposeConfig(DecomposerConfig):
     # carry the pose. 0 turns it off. World images, 3000 steps, fixed confidence, weight 1: yaw slope
     # 0.195 vs 0.288, r 0.78 vs 0.88 (decompose_grad.md): worse, so off.
     gradient_weight: float = 0.0
+    # weight of the structural dissimilarity (1 - SSIM) / 2 over 3x3 windows of both branches (`losses.dssim`;
+    # ours, after Monodepth's 0.85 SSIM + 0.15 L1). The recipe's decomposers reconstruct world faces without eyes,
+    # mouth or nose (a featureless head: decompose_recipe_uniform_s0.png, world_ablation pictures), which an L1
+    # tolerates and SSIM does not. 0 turns it off.
+    ssim_weight: float = 0.0
     # a robust photometric error (ours): each pixel's |diff| becomes c * log(1 + |diff| / c), the L1 for errors
     # well under c that grows only logarithmically above it, so pixels the image model cannot draw at the true
     # view (hair and neck that turn less than the face, the background layer's seam) pull the view less.
@@ -307,8 +312,8 @@ class DecomposeConfig(DecomposerConfig):
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if not 0.0 < self.saturated <= 1.0:
             raise ValueError(f"saturated must be in (0, 1], got {self.saturated}")
-        if self.gradient_weight < 0:
-            raise ValueError(f"gradient_weight must be >= 0, got {self.gradient_weight}")
+        if self.gradient_weight < 0 or self.ssim_weight < 0:
+            raise ValueError(f"gradient_weight and ssim_weight must be >= 0, got {self.gradient_weight}, {self.ssim_weight}")
         if self.photometric_robust < 0:
             raise ValueError(f"photometric_robust must be >= 0 (0: plain L1), got {self.photometric_robust}")
         if self.map_cycle < 0:

@@ -4,7 +4,7 @@
     total = (1 - eps) * L_recon(own albedo, depth) + eps * L~_recon(partner's albedo, depth)
 
 with L_recon = L1 + flip_weight * L1_flip + perceptual_weight * (P + flip_weight * P_flip), as unsup3d,
-(+ gradient_weight * the same two branches' `gradient_l1`, ours),
+(+ gradient_weight * the same two branches' `gradient_l1` and ssim_weight * their `dssim`, ours),
 plus pitch_gauge * (batch-mean pitch / 10 degrees)^2, which fixes the canonical frame's pitch (see
 DecomposeConfig.pitch_gauge), view_cycle * `view_cycle_loss` (the view head reading back known
 views of the model's own face layer; DecomposeConfig.view_cycle) and map_cycle * `map_cycle_loss` (the
@@ -65,6 +65,22 @@ def gradient_l1(recon: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     dx, mx = (d[..., :, 1:] - d[..., :, :-1]).abs(), m[..., :, 1:] & m[..., :, :-1]
     dy, my = (d[..., 1:, :] - d[..., :-1, :]).abs(), m[..., 1:, :] & m[..., :-1, :]
     return (_masked_mean(dx, mx) + _masked_mean(dy, my)) / 2
+
+
+def dssim(recon: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean structural dissimilarity (1 - SSIM) / 2 over 3x3 windows (Monodepth's photometric term), over
+    valid pixels (mask [B, H, W] bool); recon, target [B, 3, H, W] in [-1, 1]. Unlike an L1, which a blurred
+    reconstruction keeps low, SSIM compares local contrast and structure, normalised by the local variance, so a
+    face drawn without its eyes scores badly wherever the target has them."""
+    if recon.shape != target.shape or mask.shape != recon.shape[:1] + recon.shape[2:]:
+        raise ValueError(f"shapes: recon {tuple(recon.shape)}, target {tuple(target.shape)}, mask {tuple(mask.shape)}")
+    x, y = (recon + 1) / 2, (target + 1) / 2
+    pool = lambda t: F.avg_pool2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), 3, 1)  # noqa: E731
+    mx, my = pool(x), pool(y)
+    vx, vy, cxy = pool(x * x) - mx * mx, pool(y * y) - my * my, pool(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2  # SSIM's constants for images in [0, 1]
+    ssim = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return _masked_mean(((1 - ssim) / 2).clamp(0, 1), mask[:, None])
 
 
 def vgg16_relu3_3() -> nn.Sequential:
@@ -187,6 +203,10 @@ def _reconstruction_loss(
         grad = gradient_l1(rec, images, mask) + cfg.flip_weight * gradient_l1(rec_flip, images, mask)
         loss = loss + cfg.gradient_weight * grad
         terms[f"{prefix}grad_l1"] = grad.item()
+    if cfg.ssim_weight > 0:
+        ds = dssim(rec, images, mask) + cfg.flip_weight * dssim(rec_flip, images, mask)
+        loss = loss + cfg.ssim_weight * ds
+        terms[f"{prefix}dssim"] = ds.item()
     if perceptual is not None and perceptual.available and cfg.perceptual_weight > 0:
         p = perceptual(rec, images, conf_perc[:, 0:1], mask)
         p_flip = perceptual(rec_flip, images, conf_perc[:, 1:2], mask)

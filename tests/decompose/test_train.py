@@ -21,7 +21,7 @@ from facedis_aug.decompose import (
     train_decomposer,
 )
 from facedis_aug.decompose.sources import alternating_sampler
-from facedis_aug.decompose.losses import (cycle_render, gradient_l1, map_cycle_loss, partners_of, vgg16_relu3_3,
+from facedis_aug.decompose.losses import (cycle_render, dssim, gradient_l1, map_cycle_loss, partners_of, vgg16_relu3_3,
                                           view_cycle_loss)
 from facedis_aug.ops import save_safetensors
 
@@ -83,16 +83,36 @@ def test_gradient_l1_known_values():
     assert gradient_l1(flat, step, mask).item() == 0.0
 
 
-def test_gradient_weight_adds_the_gradient_term():
+def test_dssim_known_values():
+    mask = torch.ones(1, 6, 6, dtype=torch.bool)
+    x = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert dssim(x, x, mask).item() == pytest.approx(0.0, abs=1e-6)
+    # flat 0.5 against flat 1.0 (in [0, 1] units): only SSIM's luminance term, (2 m1 m2 + c1) / (m1^2 + m2^2 + c1)
+    lum = (2 * 0.5 * 1.0 + 1e-4) / (0.25 + 1.0 + 1e-4)
+    assert dssim(torch.zeros(1, 3, 6, 6), torch.ones(1, 3, 6, 6), mask).item() == pytest.approx((1 - lum) / 2, rel=1e-5)
+    # a featureless grey against a fine checkerboard of the same mean: the structure is all missing, so about 1/2,
+    # where the L1 would say 1 for it and 1 for the checkerboard shifted by a pixel (dssim: 1, anti-correlated)
+    board = (torch.arange(6)[:, None] + torch.arange(6)[None]) % 2 * 2.0 - 1.0
+    board = board.expand(1, 3, 6, 6)
+    assert dssim(torch.zeros(1, 3, 6, 6), board, mask).item() == pytest.approx(0.5, abs=0.01)
+    assert dssim(-board, board, mask).item() > 0.95
+    mask[..., 3:] = False  # invalid pixels do not count
+    y = x.clone()
+    y[..., 4:] = -x[..., 4:]
+    assert dssim(y, x, mask).item() < dssim(y, x, torch.ones(1, 6, 6, dtype=torch.bool)).item()
+
+
+@pytest.mark.parametrize("name, term", [("gradient_weight", "grad_l1"), ("ssim_weight", "dssim")])
+def test_structure_weights_add_their_term(name, term):
     torch.manual_seed(0)
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     outs = {}
     for w in (0.0, 2.0):
-        cfg = _cfg(mutual=False, gradient_weight=w)
+        cfg = _cfg(mutual=False, **{name: w})
         torch.manual_seed(3)
         outs[w] = decomposition_loss(cfg, Decomposer(cfg), Renderer(32), x)
-    assert "grad_l1" not in outs[0.0].terms and outs[2.0].terms["grad_l1"] > 0
-    assert outs[2.0].terms["recon"] == pytest.approx(outs[0.0].terms["recon"] + 2.0 * outs[2.0].terms["grad_l1"], rel=1e-5)
+    assert term not in outs[0.0].terms and outs[2.0].terms[term] > 0
+    assert outs[2.0].terms["recon"] == pytest.approx(outs[0.0].terms["recon"] + 2.0 * outs[2.0].terms[term], rel=1e-5)
 
 
 def test_view_cycle_reads_back_rendered_views_and_trains_only_the_view_head():
