@@ -50,24 +50,21 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 @contextlib.contextmanager
 def world_without(parts: tuple[str, ...]) -> Iterator[None]:
     """Switch the named world parts off while inside (module attributes are restored on exit)."""
-    saved = {"shade": WS.shade, "blur": WS.blur, "body": WG.BODY_YAW_SHARE, "spec": list(WG.IMG_SPEC),
+    saved = {"blur": WS.blur, "body": WG.BODY_YAW_SHARE, "spec": list(WG.IMG_SPEC),
              "id_spec": list(WG.ID_SPEC)}
     id_ranges = {**(SYMMETRIC if "asymmetry" in parts else {}), **({"bald": (0.0, 0.0)} if "hair" in parts else {})}
     try:
-        if "specular" in parts:
-            def lambert(alb, n, view, k, a, ambient, diffuse, light):  # shade() without its Blinn-Phong term
-                return alb * (ambient + diffuse * WG.dot(n, light).clamp_min(0)[:, None])
-            WS.shade = lambert
         if "body" in parts:
             WG.BODY_YAW_SHARE = 1.0
         if "blur" in parts:
             WS.blur = lambda img, sigma_px, radius: img
-        if "noise" in parts:
-            WG.IMG_SPEC[:] = [(n, 0.0, 0.0) if n == "noise" else (n, lo, hi) for n, lo, hi in WG.IMG_SPEC]
+        # spec_scale 0: shade()'s Blinn-Phong term times 0, the Lambertian part as it was
+        img_off = {n for n, part in (("noise", "noise"), ("spec_scale", "specular")) if part in parts}
+        WG.IMG_SPEC[:] = [(n, 0.0, 0.0) if n in img_off else (n, lo, hi) for n, lo, hi in WG.IMG_SPEC]
         WG.ID_SPEC[:] = [(n, *id_ranges[n]) if n in id_ranges else (n, lo, hi) for n, lo, hi in WG.ID_SPEC]
         yield
     finally:
-        WS.shade, WS.blur, WG.BODY_YAW_SHARE = saved["shade"], saved["blur"], saved["body"]
+        WS.blur, WG.BODY_YAW_SHARE = saved["blur"], saved["body"]
         WG.IMG_SPEC[:] = saved["spec"]
         WG.ID_SPEC[:] = saved["id_spec"]
 

@@ -13,12 +13,12 @@ def _images(**kw):
 
 def test_each_switch_changes_the_images_and_is_undone_on_exit():
     before = _images()
-    shade, blur, body, spec, id_spec = WS.shade, WS.blur, WG.BODY_YAW_SHARE, list(WG.IMG_SPEC), list(WG.ID_SPEC)
+    blur, body, spec, id_spec = WS.blur, WG.BODY_YAW_SHARE, list(WG.IMG_SPEC), list(WG.ID_SPEC)
     for parts in (("specular",), ("body",), ("blur",), ("noise",), ("asymmetry",), ("hair",)):
         with WA.world_without(parts):
             changed = _images()
         assert (changed - before).abs().max() > 1e-3, parts
-    assert WS.shade is shade and WS.blur is blur and WG.BODY_YAW_SHARE == body and WG.IMG_SPEC == spec
+    assert WS.blur is blur and WG.BODY_YAW_SHARE == body and WG.IMG_SPEC == spec
     assert WG.ID_SPEC == id_spec
     assert torch.equal(_images(), before)
 
