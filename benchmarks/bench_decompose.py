@@ -57,8 +57,9 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     world-pairs-face-ring11-head-warm-r3-prior005, -prior008  the recipe now with shape_prior 0.05 / 0.08 (0.066)
     world-pairs-face-ring11-head-warm-r3-uniform  the recipe now on world faces of uniform yaw (pairs across turns)
-    world-pairs-face-ring11-head-warm-r3-ssim3, -ssim10  the recipe now + SSIM in the photometric loss
-                                     (decompose.ssim_weight 3 / 10)
+    world-pairs-face-ring11-head-warm-r3-ssim3, -ssim5, -ssim10, -ssim20  the recipe now + SSIM in the photometric loss
+                                     (decompose.ssim_weight 3 / 5 / 10 / 20)
+    world-pairs-face-ring11-head-warm-r3-ssim10-cycle90  -ssim10 with the view cycle's yaw to +-90 (recipe: 60)
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
                                      depth-surface warm-up of 2/3 of --steps, best of 3 starts)
@@ -86,7 +87,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 from benchmarks.common import RESULTS, write_results
-from benchmarks.decompose_eval import constant_baseline, decomposition_picture, eval_set, evaluate
+from benchmarks.decompose_eval import (constant_baseline, decomposition_picture, eval_set, evaluate,
+                                      yaw_response_png)
 from facedis_aug.data.stream import make_source
 from facedis_aug.decompose import load_decomposer, train_decomposer
 from facedis_aug.decompose.harness import HARNESS_GEOMETRY
@@ -200,6 +202,11 @@ ARMS: dict[str, dict[str, Any]] = {
     # its 0.85 : 0.15 against the L1, which is twice as large on our [-1, 1] images
     "world-pairs-face-ring11-head-warm-r3-ssim3": recipe_variant(ssim_weight=3.0),
     "world-pairs-face-ring11-head-warm-r3-ssim10": recipe_variant(ssim_weight=10.0),
+    "world-pairs-face-ring11-head-warm-r3-ssim5": recipe_variant(ssim_weight=5.0),
+    "world-pairs-face-ring11-head-warm-r3-ssim20": recipe_variant(ssim_weight=20.0),
+    # + the view cycle's yaw range to the view head's own +-90 (the recipe: +-60), so that it is taught its own
+    # profiles too: the profiles' error (|yaw| > 45) is the largest part of the 4500-step arm's
+    "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90": recipe_variant(ssim_weight=10.0, view_cycle_range=(20.0, 90.0)),
     # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
     "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": HEAD_R3},
     "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3, "cfg": HEAD_R3},
@@ -242,7 +249,9 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-pairs-face-ring11-head-from-depth-eps08", "world-pairs-face-ring11-head-warm-r3-robust01",
             "gan-mutual-recipe", "gan-aug-recipe", "world-pairs-face-ring11-head-warm-r3-prior005",
             "world-pairs-face-ring11-head-warm-r3-prior008", "world-pairs-face-ring11-head-warm-r3-uniform",
-            "world-pairs-face-ring11-head-warm-r3-ssim3", "world-pairs-face-ring11-head-warm-r3-ssim10"}
+            "world-pairs-face-ring11-head-warm-r3-ssim3", "world-pairs-face-ring11-head-warm-r3-ssim10",
+            "world-pairs-face-ring11-head-warm-r3-ssim5", "world-pairs-face-ring11-head-warm-r3-ssim20",
+            "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -376,7 +385,8 @@ def run_arm(arm: str, recipe: Any, args: argparse.Namespace, ev: dict[str, torch
     if result_path.is_file():
         print(f"{arm}: finished earlier ({run_dir}), skipped")
         result = read_json(result_path)
-        if any(key not in result["metrics"] for key in METRICS.values() if key != "psnr" or "psnr" in result["metrics"]):
+        if "yaw_response" not in result["metrics"] or any(
+                key not in result["metrics"] for key in METRICS.values() if key != "psnr" or "psnr" in result["metrics"]):
             # a metric added since: re-scored from the saved weights (training is not repeated)
             result["metrics"] = evaluate(load_decomposer(run_dir / "decomposer.safetensors"), ev)
             write_json(result_path, result)
@@ -422,6 +432,15 @@ def _fmt(values: list[float]) -> Any:
 def _g(values: list[float]) -> str:
     """`_fmt` as text, one seed to 3 significant digits."""
     return str(_fmt(values)) if len(values) > 1 else f"{values[0]:.3g}"
+
+
+def mean_response(curves: list[dict[str, list]]) -> dict[str, list]:
+    """Seeds' `yaw_response` curves (same evaluation faces, so the same bins) averaged bin by bin: mean and std of
+    the prediction averaged over seeds (a bin empty in one is empty in all)."""
+    out = dict(curves[0])
+    for key in ("mean", "std"):
+        out[key] = [None if v[0] is None else round(sum(v) / len(v), 3) for v in zip(*(c[key] for c in curves))]
+    return out
 
 
 def row(arm: str, results: list[dict[str, Any]], steps: int) -> dict[str, Any]:
@@ -493,6 +512,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "The 'harness' arm trains on renderer-made faces (decompose/harness.py); its world numbers say how it "
              "transfers, its own held-out harness scores are: "
              + ("; ".join(f"{h['arm']}: slope {h['slope']}, r {h['r']}, MAE {h['mae']}" for h in harness_rows) or "not run") + "." + init_notes)
+    curves = {arm: mean_response([r["metrics"]["yaw_response"] for r in rs]) for arm, rs in results.items() if rs}
+    if curves:
+        png = yaw_response_png(curves, out_dir / f"{args.name}_yaw_response.png")
+        notes += f" Yaw response (mean predicted yaw per 15-degree bin of true yaw, seeds averaged): {png.name}."
     write_results(args.name, rows, "Stage 2 decomposition vs the synthetic world's truth", notes=notes,
                   extra={"results": results}, columns=COLUMNS, out_dir=out_dir)
     return {"rows": rows, "results": results, "eval": ev, "harness": harness_rows}

@@ -7,6 +7,8 @@
 Metrics, each measured against the world's own labels and maps:
 - yaw / pitch MAE (degrees) over all faces, yaw MAE over |yaw| > 45 (profiles), yaw r (Pearson) and
   yaw slope (least-squares slope of predicted on true yaw: 1 means the right scale, 0 a constant);
+- yaw response: the mean (and std) predicted yaw in 15-degree bins of true yaw (where a compressed reading
+  saturates: the slope alone does not say whether the whole range or only the profiles are read short);
 - albedo spread: the std of the canonical albedo over the images, on the face (0: one albedo for all);
 - depth SIDE (unsup3d's scale-invariant depth error, sqrt(mean(e^2) - mean(e)^2) with e = log
   predicted - log true view depth, on the face skin the decomposer covers) and normal MAD (mean
@@ -33,6 +35,7 @@ from facedis_aug.ops import save_image_grid
 
 WORLD_FOV = math.degrees(2 * math.atan(WG.TAN_HALF_FOV))
 PROFILE = 45.0  # |yaw| above this counts as a profile
+YAW_EDGES = tuple(float(e) for e in range(-90, 91, 15))  # the response curve's bins of true yaw
 HELD_OUT = 10_000_000  # first image index of the evaluation faces (training never reaches it)
 
 
@@ -158,11 +161,54 @@ def _scores(yaw: Tensor, pitch: Tensor, vdepth: Tensor, valid: Tensor, ev: dict[
         "yaw_slope_30": _slope(yaw[ty.abs() <= 30.0], ty[ty.abs() <= 30.0]),
         "yaw_slope_15": _slope(yaw[ty.abs() <= 15.0], ty[ty.abs() <= 15.0]),
         "pitch_r": _pearson(pitch, tp) if pitch.std() > 0 else 0.0,
+        "yaw_response": yaw_response(yaw, ty),
         "side": side,
         "mad": mad,
         "n": int(ty.shape[0]),
         "n_profile": int(prof.sum()),
     }
+
+
+def yaw_response(pred: Tensor, true: Tensor, edges: tuple[float, ...] = YAW_EDGES) -> dict[str, list]:
+    """Predicted yaw [N] against true yaw [N] per bin of true yaw (bins [edges[k], edges[k + 1]), the last one closed):
+    dict(edges, true (bin mean), mean and std of the prediction, n); empty bins give None."""
+    if pred.shape != true.shape or pred.ndim != 1:
+        raise ValueError(f"pred and true must be [N] alike, got {tuple(pred.shape)} and {tuple(true.shape)}")
+    out: dict[str, list] = {"edges": list(edges), "true": [], "mean": [], "std": [], "n": []}
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (true >= lo) & ((true <= hi) if k == len(edges) - 2 else (true < hi))
+        n = int(sel.sum())
+        out["n"].append(n)
+        for key, val in (("true", true[sel].mean() if n else None), ("mean", pred[sel].mean() if n else None),
+                         ("std", pred[sel].std(unbiased=False) if n else None)):
+            out[key].append(None if val is None else round(float(val), 3))
+    return out
+
+
+def yaw_response_png(curves: dict[str, dict[str, list]], path: str | Path) -> Path:
+    """One line per name: the mean predicted yaw (+- std band) against the bins' mean true yaw, with the
+    identity line (a reading to the right scale) for reference."""
+    from matplotlib.figure import Figure  # a figure object: the user's pyplot backend is left alone
+
+    fig = Figure(figsize=(4.6, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([-90, 90], [-90, 90], color="0.6", lw=1, ls="--", label="true yaw")
+    for name, c in curves.items():
+        keep = [i for i, m in enumerate(c["mean"]) if m is not None]
+        x = [c["true"][i] for i in keep]
+        m = [c["mean"][i] for i in keep]
+        sd = [c["std"][i] for i in keep]
+        line, = ax.plot(x, m, marker="o", ms=3, lw=1.2, label=name)
+        ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("true yaw (deg)", fontsize=8)
+    ax.set_ylabel("decomposer's yaw (deg), mean +- std per bin", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 
 
 from benchmarks import bench_decompose as B
-from benchmarks.decompose_eval import _scores, depth_metrics
+from benchmarks.decompose_eval import _scores, depth_metrics, yaw_response
 from facedis_aug.decompose import Renderer
 
 
@@ -44,6 +44,21 @@ def test_yaw_scores_known_answers():
     assert flipped["yaw_r"] == pytest.approx(-1.0) and flipped["yaw_slope"] == pytest.approx(-1.0)
 
 
+def test_yaw_response_known_answers():
+    true = torch.tensor([-90.0, -80.0, -5.0, 0.0, 5.0, 14.9, 15.0, 89.0, 90.0])
+    # a reading saturating at +-40: the curve says where, the slope alone would not
+    r = yaw_response(true.clamp(-40, 40), true, edges=(-90.0, -45.0, 0.0, 15.0, 45.0, 90.0))
+    assert r["n"] == [2, 1, 3, 1, 2]  # [0, 15) holds 0, 5, 14.9; 15 goes to the next bin; 90 to the last (closed)
+    assert r["mean"] == [-40.0, -5.0, pytest.approx(6.633, abs=1e-3), 15.0, 40.0]
+    assert r["true"][0] == -85.0 and r["std"][0] == 0.0 and r["std"][4] == 0.0
+    empty = yaw_response(true, true, edges=(-90.0, -60.0, -45.0, 90.0))
+    assert empty["n"][1] == 0 and empty["mean"][1] is None and empty["std"][1] is None
+    with pytest.raises(ValueError):
+        yaw_response(true[:3], true)
+    # seeds average bin by bin
+    assert B.mean_response([r, {**r, "mean": [m + 2 for m in r["mean"]]}])["mean"][0] == -39.0
+
+
 def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
     argv = ["--quick", "--arms", "world-mutual", "gan-aug", "harness", "world-pairs", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
     first = B.main(argv)
@@ -57,6 +72,8 @@ def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
         assert 0 <= r["yaw MAE"] <= 180 and -1 <= r["yaw r"] <= 1 and r["SIDE"] >= 0 and 0 <= r["MAD deg"] <= 180
     assert doc["rows"][1]["mutual"] is True and doc["rows"][2]["yaw aug"] is True
     assert (tmp_path / "out" / "decompose_quick_gan-aug.png").is_file()
+    assert (tmp_path / "out" / "decompose_quick_yaw_response.png").is_file() and "decompose_quick_yaw_response.png" in doc["notes"]
+    assert len(doc["results"]["harness"][0]["metrics"]["yaw_response"]["mean"]) == 12
     assert first["eval"]["yaw"].abs().max() <= 90 and (first["eval"]["yaw"].abs() > 45).any()
     # a rerun skips the finished arms and gives the same numbers
     again = B.main(argv)
