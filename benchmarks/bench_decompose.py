@@ -52,13 +52,13 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
                                      weights (with the swapped reconstruction's weight mutual_eps 0.8)
     world-pairs-face-ring11-head-warm  the same two phases in one run (decompose.surface_warmup = 2/3 of --steps)
     world-pairs-face-ring11-head-warm-r3  the same from the best of 3 starts of 300 steps (decompose.restarts): the
-                                     tiny recipe now, at --steps 2250
+                                     tiny recipe until 2026-12-07, at --steps 2250
     world-pairs-face-ring11-head-warm-r3-lightcycle  the same with the view cycle under the next face's light
     gan-pairs-aug                    gan-aug with identity pairs (a sample and its Sec. 3.4 edit)
     world-pairs-face-ring11-head-warm-r3-prior005, -prior008  the recipe now with shape_prior 0.05 / 0.08 (0.066)
     world-pairs-face-ring11-head-warm-r3-uniform  the recipe now on world faces of uniform yaw (pairs across turns)
-    world-pairs-face-ring11-head-warm-r3-ssim3, -ssim5, -ssim10, -ssim20  the recipe now + SSIM in the photometric loss
-                                     (decompose.ssim_weight 3 / 5 / 10 / 20)
+    world-pairs-face-ring11-head-warm-r3-ssim3, -ssim5, -ssim10, -ssim20  the same + SSIM in the photometric loss
+                                     (decompose.ssim_weight 3 / 5 / 10 / 20); -ssim10 at --steps 4500 is the tiny recipe now
     world-pairs-face-ring11-head-warm-r3-ssim10-cycle90  -ssim10 with the view cycle's yaw to +-90 (recipe: 60)
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
@@ -264,9 +264,10 @@ METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch M
 # every arm starts from the tiny recipe's decompose settings as they were when the arms were defined (up to the first
 # session of 2026-12-06: head-sized layer, depth surface, one start, no pairs), whatever the recipe says now, and
 # changes only what it names: so an arm keeps its meaning and its cache key. The recipe now is the arm
-# world-pairs-face-ring11-head-warm-r3 at 2250 steps
+# world-pairs-face-ring11-head-warm-r3-ssim10 at 4500 steps
 ARM_BASE = {"identity_pairs": False, "shape_prior_axes": (0.75, 0.95), "background_ring": 1.3, "surface": "depth",
-            "surface_warmup": 0, "restarts": 1, "restart_steps": 300, "aug_start": 500, "aug_buffer": 4096}
+            "surface_warmup": 0, "restarts": 1, "restart_steps": 300, "aug_start": 500, "aug_buffer": 4096,
+            "ssim_weight": 0.0}
 
 
 def arm_config(recipe: Any, arm: str, steps: int) -> Any:

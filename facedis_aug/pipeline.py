@@ -434,9 +434,12 @@ def _run_stages(recipe: Recipe, run_dir: Path, ctx: StageContext, longer: list[s
                 say: Callable[..., None], note: Callable[..., None], side_job: SideDecompose | None) -> dict[str, str]:
     functions = stage_functions()
     status: dict[str, str] = {}
-    for stage in STAGES:
-        if stage not in recipe.run.stages:
-            continue
+    order = [s for s in STAGES if s in recipe.run.stages]
+    i = -1
+    while i + 1 < len(order):
+        i += 1
+        order = stage_order(order, i, side_job is not None and not side_job.finished())
+        stage = order[i]
         if not lead and stage != "gan":
             break
         if stage == "decompose" and side_job is not None:
@@ -484,6 +487,16 @@ def _run_stages(recipe: Recipe, run_dir: Path, ctx: StageContext, longer: list[s
         say(f"[{stage}] done in {seconds:.0f} s")
         status[stage] = "done"
     return status
+
+
+def stage_order(order: list[str], i: int, side_running: bool) -> list[str]:
+    """The stages to run, given that order[:i] are done: with decompose next and still training in its side
+    process, a later encode (it reads only the generator) moves ahead of it, so that the main process trains the
+    encoder instead of waiting (tiny recipe: decompose's 4500 steps end after the gan stage)."""
+    if side_running and order[i] == "decompose" and "encode" in order[i + 1:]:
+        rest = [s for s in order[i:] if s != "encode"]
+        return order[:i] + ["encode"] + rest
+    return order
 
 
 def _side_main(argv: list[str]) -> None:

@@ -201,6 +201,38 @@ def test_decompose_on_the_recipe_data_trains_beside_gan(tmp_path):
     assert events.count("done") == 2  # one per stage, the side process's own line included
 
 
+def test_stage_order_moves_encode_ahead_of_a_running_side_decompose():
+    from facedis_aug.pipeline import stage_order
+
+    full = ["gan", "decompose", "directions", "encode", "export"]
+    assert stage_order(full, 1, True) == ["gan", "encode", "decompose", "directions", "export"]
+    assert stage_order(full, 1, False) == full  # decompose already done beside gan: nothing to wait for
+    assert stage_order(full, 0, True) == full  # only when decompose is next
+    assert stage_order(["gan", "decompose", "directions"], 1, True) == ["gan", "decompose", "directions"]
+    moved = stage_order(full, 1, True)
+    assert stage_order(moved, 2, True) == moved  # encode done: decompose is waited for as before
+
+
+def test_encode_trains_while_the_side_decompose_finishes(tmp_path):
+    """gan ends before its side decompose (here 100 steps against 2): the main process trains the encoder
+    meanwhile, and every stage ends done, with the outputs the stages write."""
+    stages = MICRO + ["decompose.source=data", "decompose.iterations=100", "decompose.restarts=1", "decompose.snapshot_every=1000",
+                      "decompose.checkpoint_every=1000", "run.stages=[gan,decompose,encode]"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        status = run_pipeline(load_recipe(REPO / "recipes" / "tiny.yaml", stages), tmp_path / "run", verbose=False)
+    finally:
+        torch.set_num_threads(before)
+    assert status == {"gan": "done", "decompose": "done", "encode": "done"}
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    done = {x["stage"]: x["time"] for x in lines if x.get("event") == "done"}
+    start = {x["stage"]: x["time"] for x in lines if x.get("event") == "start"}
+    assert done["gan"] <= start["encode"] < done["decompose"]
+    assert (tmp_path / "run" / "encode" / "encoder.safetensors").is_file()
+    assert (tmp_path / "run" / "decompose" / "decomposer.safetensors").is_file()
+
+
 def test_a_failed_side_decompose_stops_the_run_with_its_log(tmp_path):
     """The side process dies (here: a corrupt decompose checkpoint it tries to resume from); gan still
     finishes and keeps its result, and the run stops with one error naming decompose/side.log."""
