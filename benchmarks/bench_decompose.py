@@ -267,7 +267,7 @@ METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch M
 # world-pairs-face-ring11-head-warm-r3-ssim10 at 4500 steps
 ARM_BASE = {"identity_pairs": False, "shape_prior_axes": (0.75, 0.95), "background_ring": 1.3, "surface": "depth",
             "surface_warmup": 0, "restarts": 1, "restart_steps": 300, "aug_start": 500, "aug_buffer": 4096,
-            "ssim_weight": 0.0}
+            "ssim_weight": 0.0, "view_cycle_range": (20.0, 60.0)}
 
 
 def arm_config(recipe: Any, arm: str, steps: int) -> Any:

@@ -31,7 +31,8 @@ class StageContext:
     recipe: Recipe
     run_dir: Path
     device: str
-    gan_on_log: Optional[Callable[[int], None]] = None  # called by the gan stage at each log interval
+    # called by the long stages of the main process (gan at each log interval, encode at each step) with their step
+    on_progress: Optional[Callable[[int], None]] = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -107,7 +108,7 @@ def _gan_stage(ctx: StageContext) -> dict[str, Any]:
             return metrics(G, real, ppl=cfg.metrics.ppl)
 
     path = train_gan(cfg, make_batches, ctx.stage_dir("gan"), seed=recipe.run.seed, device=ctx.device,
-                     on_snapshot=on_snapshot, on_log=ctx.gan_on_log)
+                     on_snapshot=on_snapshot, on_log=ctx.on_progress)
     return {"weights": str(path.relative_to(ctx.run_dir))}
 
 
@@ -168,7 +169,8 @@ def _encode_stage(ctx: StageContext) -> dict[str, Any]:
         source = make_source(recipe.data, G.resolution)
         n = min(cfg.eval_samples, len(source))
         faces = torch.stack([source[i][0] for i in range(len(source) - n, len(source))])
-    path = train_encoder(cfg, G, ctx.stage_dir("encode"), seed=recipe.run.seed, device=ctx.device, face_images=faces * 2.0 - 1.0)
+    path = train_encoder(cfg, G, ctx.stage_dir("encode"), seed=recipe.run.seed, device=ctx.device, face_images=faces * 2.0 - 1.0,
+                         on_step=ctx.on_progress)
     report = read_json(ctx.stage_dir("encode") / "eval.json")
     keys = ("w_rel_mse", "w_rel_mse_mean_baseline", "l1_gen", "l1_gen_refined", "l1_data", "l1_data_refined", "max_l1")
     return {"weights": str(path.relative_to(ctx.run_dir)), **{k: report[k] for k in keys if k in report}}
@@ -348,7 +350,8 @@ class SideDecompose:
 
 def _start_side_decompose(recipe: Recipe, run_dir: Path, ctx: StageContext, say: Callable[..., None]) -> SideDecompose | None:
     """Start decompose beside gan when both are to run, decompose does not read the generator, and the
-    CPU has threads to share; hand the gan stage the side job's threads back when it ends."""
+    CPU has threads to share; hand the side job's threads back to the main process's stage (gan, or encode while
+    decompose finishes) when it ends."""
     import torch
 
     stages = recipe.run.stages
@@ -370,10 +373,10 @@ def _start_side_decompose(recipe: Recipe, run_dir: Path, ctx: StageContext, say:
     def give_back(step: int) -> None:
         if torch.get_num_threads() < total and side.finished():
             torch.set_num_threads(total)
-            if side.proc.returncode != 0:  # said now; the run stops (with its log) once gan has finished
+            if side.proc.returncode != 0:  # said now; the run stops (with its log) when it reaches decompose
                 print(f"[decompose] the side process failed (exit code {side.proc.returncode}, log {side.log_path})")
 
-    ctx.gan_on_log = give_back
+    ctx.on_progress = give_back
     return side
 
 

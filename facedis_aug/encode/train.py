@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -112,8 +112,11 @@ def evaluate_encoder(model: LatentEncoder, G: nn.Module, cfg: EncodeConfig, seed
 
 
 def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *, seed: int,
-                  device: str | torch.device = "cpu", face_images: Optional[Tensor] = None) -> Path:
-    """Train (or resume) the encoder in run_dir for cfg.iterations steps; returns encoder.safetensors."""
+                  device: str | torch.device = "cpu", face_images: Optional[Tensor] = None,
+                  on_step: Optional[Callable[[int], None]] = None) -> Path:
+    """Train (or resume) the encoder in run_dir for cfg.iterations steps; returns encoder.safetensors.
+    `on_step(steps done)`, optional, is called after every step (the pipeline hands back the threads of a side
+    process that has finished)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     final, ckpt = run_dir / "encoder.safetensors", run_dir / "checkpoint.safetensors"
@@ -154,6 +157,8 @@ def train_encoder(cfg: EncodeConfig, G: nn.Module, run_dir: str | os.PathLike, *
             _snapshot(run_dir / "snapshots" / f"encode_{step:06d}.png", model, G, x, face_images)
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             _save_checkpoint(ckpt, done, cfg, model, opt)
+        if on_step is not None:
+            on_step(done)
     bar.close()
     report = evaluate_encoder(model, G, cfg, seed, face_images, device)
     write_json(run_dir / "eval.json", report)

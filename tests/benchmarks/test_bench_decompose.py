@@ -59,6 +59,22 @@ def test_yaw_response_known_answers():
     assert B.mean_response([r, {**r, "mean": [m + 2 for m in r["mean"]]}])["mean"][0] == -39.0
 
 
+def test_arms_keep_their_settings_and_one_of_them_is_the_recipe_now():
+    from facedis_aug.recipe import load_recipe
+
+    recipe = load_recipe(Path(B.__file__).resolve().parents[1] / "recipes" / "tiny.yaml")
+    # an arm defined before the recipe took SSIM and the +-90 view cycle keeps running without them (its cache key too)
+    old = B.arm_config(recipe, "world-pairs-face-ring11-head-warm-r3", 2250)
+    assert old.ssim_weight == 0.0 and tuple(old.view_cycle_range) == (20.0, 60.0)
+    # the README and tiny.yaml quote this arm at 4500 steps as the recipe's decompose stage
+    now = B.arm_config(recipe, "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90", 4500)
+    for key in ("iterations", "surface", "surface_warmup", "restarts", "restart_steps", "ssim_weight", "view_cycle",
+                "view_cycle_range", "shape_prior_axes", "background_ring", "identity_pairs", "mutual", "mutual_eps",
+                "confidence", "lr", "batch", "channels", "bottleneck", "head_channels", "shape_prior", "yaw_aug"):
+        assert tuple(getattr(now, key)) == tuple(getattr(recipe.decompose, key)) if isinstance(getattr(now, key), (list, tuple)) \
+            else getattr(now, key) == getattr(recipe.decompose, key), key
+
+
 def test_quick_mode_trains_evaluates_and_resumes(tmp_path):
     argv = ["--quick", "--arms", "world-mutual", "gan-aug", "harness", "world-pairs", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out")]
     first = B.main(argv)

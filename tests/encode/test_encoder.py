@@ -85,7 +85,9 @@ def test_interrupted_training_resumes_to_the_same_weights(G, tmp_path, monkeypat
         train_encoder(cfg, G, tmp_path / "b", seed=1)
     monkeypatch.setattr(train_mod, "generator_samples", real)
     assert not (tmp_path / "b" / "encoder.safetensors").exists()
-    resumed = load_encoder(train_encoder(cfg, G, tmp_path / "b", seed=1))
+    seen: list[int] = []  # the pipeline's hook (threads handed back by a finished side process) sees every step
+    resumed = load_encoder(train_encoder(cfg, G, tmp_path / "b", seed=1, on_step=seen.append))
+    assert seen == [3, 4]
     for (k, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=k)
     with pytest.raises(ValueError, match="other encode settings"):
