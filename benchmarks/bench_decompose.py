@@ -58,8 +58,9 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     world-pairs-face-ring11-head-warm-r3-prior005, -prior008  the recipe now with shape_prior 0.05 / 0.08 (0.066)
     world-pairs-face-ring11-head-warm-r3-uniform  the recipe now on world faces of uniform yaw (pairs across turns)
     world-pairs-face-ring11-head-warm-r3-ssim3, -ssim5, -ssim10, -ssim20  the same + SSIM in the photometric loss
-                                     (decompose.ssim_weight 3 / 5 / 10 / 20); -ssim10 at --steps 4500 is the tiny recipe now
-    world-pairs-face-ring11-head-warm-r3-ssim10-cycle90  -ssim10 with the view cycle's yaw to +-90 (recipe: 60)
+                                     (decompose.ssim_weight 3 / 5 / 10 / 20)
+    world-pairs-face-ring11-head-warm-r3-ssim10-cycle90  -ssim10 with the view cycle's yaw to +-90 (the others: 60):
+                                     the tiny recipe now, at --steps 4500
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
                                      depth-surface warm-up of 2/3 of --steps, best of 3 starts)
@@ -204,7 +205,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "world-pairs-face-ring11-head-warm-r3-ssim10": recipe_variant(ssim_weight=10.0),
     "world-pairs-face-ring11-head-warm-r3-ssim5": recipe_variant(ssim_weight=5.0),
     "world-pairs-face-ring11-head-warm-r3-ssim20": recipe_variant(ssim_weight=20.0),
-    # + the view cycle's yaw range to the view head's own +-90 (the recipe: +-60), so that it is taught its own
+    # + the view cycle's yaw range to the view head's own +-90 (ARM_BASE: +-60), so that it is taught its own
     # profiles too: the profiles' error (|yaw| > 45) is the largest part of the 4500-step arm's
     "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90": recipe_variant(ssim_weight=10.0, view_cycle_range=(20.0, 90.0)),
     # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
@@ -264,7 +265,7 @@ METRICS = {"yaw MAE": "yaw_mae", "yaw MAE |yaw|>45": "yaw_mae_profile", "pitch M
 # every arm starts from the tiny recipe's decompose settings as they were when the arms were defined (up to the first
 # session of 2026-12-06: head-sized layer, depth surface, one start, no pairs), whatever the recipe says now, and
 # changes only what it names: so an arm keeps its meaning and its cache key. The recipe now is the arm
-# world-pairs-face-ring11-head-warm-r3-ssim10 at 4500 steps
+# world-pairs-face-ring11-head-warm-r3-ssim10-cycle90 at 4500 steps
 ARM_BASE = {"identity_pairs": False, "shape_prior_axes": (0.75, 0.95), "background_ring": 1.3, "surface": "depth",
             "surface_warmup": 0, "restarts": 1, "restart_steps": 300, "aug_start": 500, "aug_buffer": 4096,
             "ssim_weight": 0.0, "view_cycle_range": (20.0, 60.0)}
