@@ -2,6 +2,7 @@
 yaw augmentation (planted least-squares answers, momentum, switch), loss decrease, resume, outputs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -81,6 +82,42 @@ def test_gradient_l1_known_values():
     assert gradient_l1(step + 0.5, step, mask).item() == 0.0  # an offset has no gradient
     mask[..., 2:] = False  # the edge's right side invalid: no valid pair crosses it
     assert gradient_l1(flat, step, mask).item() == 0.0
+
+
+def test_box3_is_the_replicate_padded_3x3_mean():
+    from facedis_aug.decompose.losses import _box3
+
+    x = torch.rand(2, 5, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    assert torch.allclose(_box3(x), want, atol=1e-12)
+    # corner pixel by hand: the 3x3 window over the replicated edge counts x[0, 0] four times
+    c = x[0, 0]
+    assert _box3(x)[0, 0, 0, 0].item() == pytest.approx((4 * c[0, 0] + 2 * c[0, 1] + 2 * c[1, 0] + c[1, 1]).item() / 9)
+    assert torch.autograd.gradcheck(_box3, (x[:1, :2].clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("layers, surface", [(True, "head"), (True, "depth"), (False, "depth")])
+def test_symmetric_face_draws_the_flip_branch_once_for_the_same_loss_and_gradient(layers, surface):
+    # a symmetric face layer is its own mirror: rendering the flip branch again (what symmetric=False does with
+    # the same maps) must give the same loss and the same gradient, learned confidences and every term included
+    torch.manual_seed(0)
+    cfg = _cfg(layers=layers, surface=surface, zero_init_heads=False, confidence="learned", mutual=True,
+               gradient_weight=1.0, ssim_weight=10.0, view_cycle=0.0, map_cycle=0.0)
+    model = Decomposer(cfg).double()  # float64: the two orders of summation agree to ~1e-12
+    renderer = Renderer(32, surface=surface)
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+    results = []
+    for c in (cfg, dataclasses.replace(cfg, symmetric=False)):
+        model.zero_grad()
+        out = decomposition_loss(c, model, renderer, images)
+        out.total.backward()
+        results.append((out.total.item(), out.terms, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (once, terms1, g1), (twice, terms2, g2) = results
+    assert abs(once - twice) <= 1e-9 * abs(twice)
+    assert terms1["l1_flip"] == pytest.approx(terms2["l1_flip"], rel=1e-9) and terms1["l1_flip"] != terms1["l1"]
+    assert len(g1) == len(g2) > 0
+    for a, b in zip(g1, g2):
+        assert (a - b).norm() <= 1e-6 * b.norm() + 1e-12
 
 
 def test_dssim_known_values():
