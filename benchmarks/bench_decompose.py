@@ -64,6 +64,7 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
                                      depth-surface warm-up of 2/3 of --steps, best of 3 starts)
+    gan-aug-recipe-ssim10-cycle90    gan-aug-recipe with the recipe's SSIM (10) and view cycle to +-90 now
     mixed-aug-mconf                  mixed-aug with a learned sigma for the swapped reconstruction only
     gan-aug-unsup3d                  gan-aug with unsup3d's start: random view/light heads, no shape
                                      prior, no pitch gauge (what this project adds, switched off)
@@ -211,6 +212,9 @@ ARMS: dict[str, dict[str, Any]] = {
     # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
     "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": HEAD_R3},
     "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3, "cfg": HEAD_R3},
+    # the same with the recipe's photometric terms and view cycle now (SSIM 10, cycle yaw to +-90)
+    "gan-aug-recipe-ssim10-cycle90": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3,
+                                      "cfg": {**HEAD_R3, "ssim_weight": 10.0, "view_cycle_range": (20.0, 90.0)}},
     "gan-plain": {"data": "gan", "mutual": False, "yaw_aug": False},
     "gan-mutual": {"data": "gan", "mutual": True, "yaw_aug": False},
     "gan-aug": {"data": "gan", "mutual": True, "yaw_aug": True},
@@ -252,7 +256,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-pairs-face-ring11-head-warm-r3-prior008", "world-pairs-face-ring11-head-warm-r3-uniform",
             "world-pairs-face-ring11-head-warm-r3-ssim3", "world-pairs-face-ring11-head-warm-r3-ssim10",
             "world-pairs-face-ring11-head-warm-r3-ssim5", "world-pairs-face-ring11-head-warm-r3-ssim20",
-            "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90"}
+            "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90", "gan-aug-recipe-ssim10-cycle90"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
