@@ -200,8 +200,8 @@ def _reconstruction_loss(
     if cfg.layers:
         assert d.alpha is not None and d.background is not None
         alpha = torch.cat([d.alpha, d.alpha.flip(2)], 0) if mirrored else d.alpha
-        out = renderer.reconstruct_layered(alb, dep, alpha, light, view,
-                                          d.background.repeat(2, 1, 1, 1) if mirrored else d.background, camera_light=cam)
+        background = d.background.repeat(2, 1, 1, 1) if mirrored else d.background
+        out = renderer.reconstruct_layered(alb, dep, alpha, light, view, background, camera_light=cam)
         mask = unsaturated
     else:
         out = renderer.reconstruct(alb, dep, light, view, camera_light=cam)

@@ -52,6 +52,13 @@ def network_configs(cfg: GanConfig) -> tuple[GeneratorConfig, DiscriminatorConfi
     return g, d
 
 
+def mirror_half(x: Tensor) -> Tensor:
+    """x [B, C, H, W] with each image x-flipped with probability 1/2 (torch's default generator: the loop seeds
+    it per step, so a resumed run flips the same images)."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def ada_augment(x: Tensor, p: float) -> Tensor:
     """ADA-lite, differentiable: each of x-flip, integer translation (up to 1/8 of the side, reflect
     padding), brightness, contrast and saturation is applied to each sample with probability p.
@@ -257,6 +264,8 @@ def train_gan(
         real = next(batches).to(dev, torch.float32)
         if real.shape != (B, 3, R, R):
             raise ValueError(f"make_batches gave {tuple(real.shape)}, expected [{B}, 3, {R}, {R}]")
+        if cfg.mirror:
+            real = mirror_half(real)
         p = float(st["ada_p"]) if cfg.ada else 0.0
         aug = (lambda x: ada_augment(x, p)) if p > 0 else (lambda x: x)
         ok, rec = True, {}

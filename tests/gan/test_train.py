@@ -14,7 +14,7 @@ import torch
 
 from facedis_aug.gan.config import GanConfig
 from facedis_aug.gan.networks import load_generator
-from facedis_aug.gan.train import ada_augment, train_gan
+from facedis_aug.gan.train import ada_augment, mirror_half, train_gan
 from facedis_aug.ops import load_safetensors, read_json
 
 B = 4
@@ -110,6 +110,29 @@ def test_decorrelation_changes_mapping_only(tmp_path: Path):
     mapw = [k for k in off if k.startswith("G.mapping.layers")]
     assert syn and all(torch.equal(off[k], on[k]) for k in syn)
     assert all(not torch.equal(off[k], on[k]) for k in mapw)
+
+
+def test_mirror_half_flips_about_half_the_images_and_follows_the_seed():
+    x = torch.rand(1000, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(5)
+    y = mirror_half(x)
+    flipped = (y == x.flip(3)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert bool((flipped ^ kept).all())  # every image is itself or its mirror (random images are not symmetric)
+    assert 430 <= int(flipped.sum()) <= 570
+    torch.manual_seed(5)
+    assert torch.equal(mirror_half(x), y)  # the same seed flips the same images (exact resume)
+
+
+def test_mirror_trains_and_resumes_bit_exactly(tmp_path: Path):
+    cfg = replace(CFG, mirror=True)
+    whole = _final_state(_run(tmp_path / "whole", cfg).parent)
+    with pytest.raises(Killed):
+        _run(tmp_path / "cut", cfg, kill_at=3)
+    resumed = _final_state(_run(tmp_path / "cut", cfg).parent)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    plain = _final_state(_run(tmp_path / "plain").parent)
+    assert any(not torch.equal(whole[k], plain[k]) for k in whole)  # the switch changes what is trained
 
 
 def test_ada_augment():
