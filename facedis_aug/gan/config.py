@@ -76,8 +76,9 @@ class GanConfig:
     # --- data: stylegan2's --mirror, each real image x-flipped with probability 1/2 (a face's mirror image is a
     # face too). Tiny recipe, 100 kimg, seeds 0 / 1: yaw TV to the data 0.221 / 0.116 against 0.253 / 0.182, but
     # the regressor's mirror agreement 0.79 / 0.80 against 0.88 / 0.80, and at seed 0 the bundle (v17's decomposer)
-    # turned heads -11..+42 degrees against -22..+39, its oracle -16..+45 against -28..+39 (gan_pose_mirror_s01.md,
-    # table2_tiny_mirror_s0.md, table2_tiny_v16.md): off in the recipes until a main job says otherwise
+    # turned heads -11..+42 degrees against -22..+39, its oracle -16..+45 against -28..+39, and v_yaw's |r| with the
+    # true yaw was 0.65 / 0.54 against 0.71 / 0.65 at seeds 0 / 1 (gan_pose_mirror_s01.md, table2_tiny_mirror_s0.md,
+    # table2_tiny_v16.md, table2_tiny_mirror_s1.md, table2_tiny_base_s1.md): off in the recipes
     mirror: bool = False
     # --- adaptive discriminator augmentation (ADA-lite: flips, integer translation, colour)
     ada: bool = False  # off in the paper recipes; for small data sets
