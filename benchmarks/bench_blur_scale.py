@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import write_results
+from benchmarks.decompose_eval import _slope as slope  # least-squares slope of predicted on true yaw
 from benchmarks.decompose_eval import eval_set
 from facedis_aug.decompose.model import load_decomposer
 from facedis_aug.directions.semantics import sample_w
@@ -43,12 +44,6 @@ def sharpness(x: torch.Tensor) -> float:
     """Mean |4-neighbour Laplacian| of x [B, C, H, W] over interior pixels."""
     lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
     return float(lap.abs().mean())
-
-
-def slope(pred: torch.Tensor, true: torch.Tensor) -> float:
-    """Least-squares slope of pred on true (with an intercept)."""
-    t, p = true.double() - true.double().mean(), pred.double() - pred.double().mean()
-    return float((t * p).sum() / (t * t).sum())
 
 
 @torch.no_grad()
