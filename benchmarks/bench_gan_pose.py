@@ -48,10 +48,9 @@ def total_variation(p: Tensor, q: Tensor) -> float:
 
 
 @torch.no_grad()
-def generated_pose(gen_path: Path, regressor: Any, n: int, batch: int = 100) -> dict[str, Tensor]:
-    from facedis_aug.gan.networks import generate, load_generator
+def generated_pose(G: Any, regressor: Any, n: int, batch: int = 100) -> dict[str, Tensor]:
+    from facedis_aug.gan.networks import generate
 
-    G = load_generator(gen_path)
     out: dict[str, list[Tensor]] = {"yaw": [], "pitch": [], "yaw_mirror": [], "images": []}
     for i in range(0, n, batch):
         img = generate(G, seeds=range(i, min(i + batch, n))).clamp(-1, 1)
@@ -179,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="gan_pose")
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args(argv)
+    from facedis_aug.gan.networks import load_generator
+    from facedis_aug.gan.train import checkpoint_generator
     from facedis_aug.recipe import load_recipe
 
     t0 = time.perf_counter()
@@ -186,15 +187,20 @@ def main(argv: list[str] | None = None) -> None:
     rows, results = [], {}
     for run in map(Path, args.runs):
         gen_path = run / "gan" / "gan.safetensors"
-        if not gen_path.is_file():
-            raise SystemExit(f"{gen_path} is missing: train the gan stage first")
         recipe = load_recipe(run / "recipe.yaml")
+        if gen_path.is_file():
+            G, kimg = load_generator(gen_path), recipe.gan.kimg
+        else:  # a run still training: its latest checkpoint's G_ema, labelled with the kimg it has reached
+            try:
+                G, kimg = checkpoint_generator(run / "gan", recipe.gan)
+            except ValueError as e:
+                raise SystemExit(f"{gen_path} is missing and {e}: train the gan stage first") from None
         if regressor is None:
             syn = recipe.data.synthetic
             reg_path = Path(args.regressor) if args.regressor else get_or_train(
                 recipe.gan.resolution, world_seed=syn.seed, num_identities=syn.num_identities)
             regressor = load_pose_regressor(reg_path)
-        gen = generated_pose(gen_path, regressor, args.samples)
+        gen = generated_pose(G, regressor, args.samples)
         data, truth = data_pose(recipe, regressor, args.samples)
         r = coverage(gen, data)
         r["c2st"] = two_sample_test(data["images"], gen["images"])
@@ -202,12 +208,13 @@ def main(argv: list[str] | None = None) -> None:
             r["regressor_mae_on_data_yaw"] = float((data["yaw"] - truth["yaw"]).abs().mean())
             r["share_gt45_data_true"] = float((truth["yaw"].abs() > 45).float().mean())
         fid, feature_net = final_fid(run)
-        r.update(kimg=recipe.gan.kimg, samples=args.samples, regressor=str(reg_path), gan_stage_s=gan_stage_seconds(run),
+        r.update(kimg=kimg, samples=args.samples, regressor=str(reg_path), gan_stage_s=gan_stage_seconds(run),
                  channel_base=recipe.gan.channel_base, channel_max=recipe.gan.channel_max, fid=fid, fid_feature_net=feature_net)
-        write_json(run / "gan" / "pose_coverage.json", r)
+        if gen_path.is_file():  # a checkpoint's numbers are not the run's
+            write_json(run / "gan" / "pose_coverage.json", r)
         name = run.name
         results[name] = r
-        rows.append({"run": name, "kimg": recipe.gan.kimg, "channels": f"{recipe.gan.channel_base}/{recipe.gan.channel_max}",
+        rows.append({"run": name, "kimg": kimg, "channels": f"{recipe.gan.channel_base}/{recipe.gan.channel_max}",
                      "gan stage s": r["gan_stage_s"], "yaw TV": r["yaw_tv"], "TV target": TV_TARGET,
                      "|yaw|>45 generated": r["share_gt45_generated"], "|yaw|>45 data": r["share_gt45_data"],
                      "yaw std gen": r["yaw_std_generated"], "yaw std data": r["yaw_std_data"],

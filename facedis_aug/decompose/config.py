@@ -187,6 +187,8 @@ class DecomposeConfig(DecomposerConfig):
     batch: int = 64  # images per step (unsup3d)
     iterations: int = 75000  # steps; ~30 epochs of 160k images at batch 64 (unsup3d's schedule)
     lr: float = 1e-4  # Adam learning rate (unsup3d)
+    # ours: the share of the last steps over which the learning rate falls linearly towards 0 (0: constant, unsup3d)
+    lr_decay: float = 0.0
 
     # --- losses ---
     # target pixels at |x| >= this (clamped generator samples, uncovered -1 borders) are left out of
@@ -313,6 +315,8 @@ class DecomposeConfig(DecomposerConfig):
                              f"warms up on), got {self.surface_warmup} with surface {self.surface!r}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if not 0.0 <= self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in [0, 1] (a share of the steps), got {self.lr_decay}")
         if not 0.0 < self.saturated <= 1.0:
             raise ValueError(f"saturated must be in (0, 1], got {self.saturated}")
         if self.gradient_weight < 0 or self.ssim_weight < 0:

@@ -216,6 +216,13 @@ def _surface_phase(cfg: DecomposeConfig, step: int) -> DecomposeConfig:
     return dataclasses.replace(cfg, surface="depth", surface_warmup=0) if step < cfg.surface_warmup else cfg
 
 
+def lr_factor(step: int, iterations: int, decay: float) -> float:
+    """The learning rate's multiplier at 0-based `step`: 1, then over the last round(decay * iterations) steps a
+    linear fall to 1 / that many at the last step (never 0, so no step is wasted)."""
+    n = int(round(decay * iterations))
+    return 1.0 if n <= 0 or step < iterations - n else (iterations - step) / n
+
+
 def train_decomposer(
     cfg: DecomposeConfig,
     sampler: Sampler,
@@ -310,6 +317,8 @@ def train_decomposer(
                 keep[edited] = False
                 natural = natural[keep]
 
+        for group in opt.param_groups:  # a function of the step alone, so a resumed run follows it
+            group["lr"] = cfg.lr * lr_factor(step, cfg.iterations, cfg.lr_decay)
         model.train()
         out = decomposition_loss(cfg, model, renderer, images, perceptual)
         if not torch.isfinite(out.total):

@@ -16,9 +16,10 @@ The line is fitted to the mean reading over |offset| <= `halfwidth` sigma (where
 faces like its training data). The response over the whole edit grid is S-shaped, not straight: on the
 main job's bundle (v11) the line overshot its own readings by 17% at +14.8 degrees, where the reach
 walk stopped (table2_tiny_v11_mirror.md). With `curve` the calibration is the mean reading itself,
-made monotone (ops.linear.monotone_knots) and cut where it stops moving, and s is found by inverting
-it; the line is kept for Eq. 2's linear model and beyond the knots. (Off in the recipes: the view head
-reads large turns compressed, so the curve is truer to the head and less true to the turn; see
+cut on each side at its extreme reading (a far tail that turns back is left out), made monotone
+(ops.linear.monotone_knots) and cut where it stops moving, and s is found by inverting it; the line is
+kept for Eq. 2's linear model and beyond the knots. (Off by default, on in recipes/tiny.yaml: the view
+head reads large turns compressed, so the curve is truer to the head and less true to the turn; see
 DirectionsConfig.edit_curve.) The reach (DESIGN.md: the largest |value| at which the delivered value
 stays within 15% of the asked one) is walked outward on each side over *other* faces (`w_check`), so
 the line is not judged on the faces it was fitted to.

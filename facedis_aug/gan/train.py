@@ -153,6 +153,20 @@ def _flat_state(G: nn.Module, D: nn.Module, G_ema: nn.Module, opt_G, opt_D, extr
     return out
 
 
+def checkpoint_generator(run_dir: str | Path, cfg: GanConfig, device: str | torch.device = "cpu") -> tuple[Generator, float]:
+    """(G_ema, kimg) of the latest checkpoint in a gan run folder that is still training (or was stopped), for
+    looking at a run before its gan.safetensors exists; ValueError (one line) when there is none."""
+    run_dir = Path(run_dir)
+    ptr = run_dir / CHECKPOINT
+    if not ptr.is_file():
+        raise ValueError(f"{ptr}: no checkpoint in this gan run folder")
+    info = read_json(ptr)
+    tensors, _ = load_safetensors(run_dir / info["file"], device=device)
+    G = Generator(network_configs(cfg)[0]).to(device)
+    G.load_state_dict(sub_tensors(tensors, "G_ema"))
+    return G.eval().requires_grad_(False), float(info["kimg"])
+
+
 def _save_checkpoint(run_dir: Path, step: int, tensors: dict[str, Tensor], info: dict) -> Path:
     """Write checkpoint-<step>.safetensors, then atomically point checkpoint.json at it, then drop
     the previous file: a crash at any moment leaves a complete checkpoint behind."""

@@ -150,15 +150,23 @@ def s_to_value(s: Any, intercept: float, units_per_sigma: float, knots: Any = No
 
 def monotone_knots(s: Any, values: Any, centre: float, increasing: bool) -> tuple[list[float], list[float]]:
     """Knots of a monotone piecewise-linear calibration from readings `values` at edit scales `s` (both [K],
-    s ascending): the isotonic (pool-adjacent-violators) fit in the given direction, cut on each side of the
-    knot nearest `centre` at the first step that does not move strictly (where the response saturates or
-    turns back, an inverse would be ambiguous). Returns (s_knots, value_knots), at least two knots."""
+    s ascending): the readings are first cut on each side of the knot nearest `centre` at their extreme on
+    that side (the least below it, the greatest above it, for a rising response), so a far tail that turns
+    back is not pooled into the near side; then the isotonic (pool-adjacent-violators) fit in the given
+    direction, cut again at the first step that does not move strictly (where the response saturates, an
+    inverse would be ambiguous). Returns (s_knots, value_knots), at least two knots."""
     import numpy as np
 
     x, y = np.asarray(s, dtype=np.float64), np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape or x.size < 2 or not np.all(np.diff(x) > 0) or not np.all(np.isfinite(y)):
         raise ValueError(f"monotone_knots: need >= 2 finite readings at ascending s, got s {x.tolist()} and values {y.tolist()}")
     z = y if increasing else -y
+    # without this cut, a response that turns back far out (the main job's v17 bundle: the view head's yaw falls to
+    # -9.7 at s = -3.3 and climbs back to +4.6 at s = -9.3) pools the whole side into one flat value near the centre
+    # (-5.3 from s = -9.3 to -0.3), and the line's slope then stands in for readings the head did make
+    c = int(np.argmin(np.abs(x - centre)))
+    first, last = int(np.argmin(z[: c + 1])), c + int(np.argmax(z[c:]))
+    x, z = x[first : last + 1], z[first : last + 1]
     blocks: list[list[float]] = []  # [mean, weight, count]
     for v in z:
         blocks.append([float(v), 1.0, 1])

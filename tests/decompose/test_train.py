@@ -696,3 +696,46 @@ def test_start_score_is_lower_for_a_trained_start_and_leaves_the_rng_alone(tmp_p
     assert s_trained < s_fresh and s_fresh == start_score(cfg, fresh, _sampler(gen))
     with pytest.raises(ValueError, match="restarts"):
         _cfg(restarts=0)
+
+
+def test_lr_factor_falls_linearly_over_the_last_share_of_the_steps():
+    from facedis_aug.decompose.train import lr_factor
+
+    assert [lr_factor(s, 10, 0.0) for s in range(10)] == [1.0] * 10
+    # the last round(0.4 * 10) = 4 steps: 4/4, 3/4, 2/4, 1/4
+    assert [lr_factor(s, 10, 0.4) for s in range(10)] == pytest.approx([1.0] * 6 + [1.0, 0.75, 0.5, 0.25])
+    assert [lr_factor(s, 4, 1.0) for s in range(4)] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    with pytest.raises(ValueError, match="lr_decay"):
+        _cfg(lr_decay=1.5)
+
+
+def test_lr_decay_sets_each_steps_learning_rate_and_resumes_on_the_same_schedule(tmp_path, monkeypatch):
+    from facedis_aug.decompose.train import lr_factor
+
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def record(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    gen = ToyGenerator()
+    cfg = _cfg(iterations=6, lr=1e-3, lr_decay=0.5, yaw_aug=False, checkpoint_every=2)
+    train_decomposer(cfg, _sampler(gen), tmp_path / "a", seed=1)
+    want = [1e-3 * lr_factor(s, 6, 0.5) for s in range(6)]
+    assert seen == pytest.approx(want) and want[-1] == pytest.approx(1e-3 / 3)
+    # a run killed at step 4 (after its checkpoint of 4 steps) and resumed goes on at the schedule's steps 4 and 5
+    seen.clear()
+    plain = _sampler(gen)
+
+    def dies_at_4(s):
+        if s == 4:
+            raise KeyboardInterrupt
+        return plain(s)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_decomposer(cfg, dies_at_4, tmp_path / "b", seed=1)
+    seen.clear()
+    train_decomposer(cfg, plain, tmp_path / "b", seed=1)
+    assert seen == pytest.approx(want[4:])

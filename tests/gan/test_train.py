@@ -14,7 +14,7 @@ import torch
 
 from facedis_aug.gan.config import GanConfig
 from facedis_aug.gan.networks import load_generator
-from facedis_aug.gan.train import ada_augment, mirror_half, train_gan
+from facedis_aug.gan.train import ada_augment, checkpoint_generator, mirror_half, train_gan
 from facedis_aug.ops import load_safetensors, read_json
 
 B = 4
@@ -69,6 +69,13 @@ def test_resume_is_bit_exact(tmp_path: Path):
     with pytest.raises(Killed):
         _run(tmp_path / "b", kill_at=5)  # dies during step 5; the last checkpoint is after step 4
     assert read_json(tmp_path / "b" / "checkpoint.json")["step"] == 4
+    # a stopped run can be looked at: its last checkpoint's G_ema and the kimg it reached
+    G4, kimg4 = checkpoint_generator(tmp_path / "b", CFG)
+    assert kimg4 == pytest.approx(4 * B / 1000)
+    ema4 = {k[len("G_ema."):]: v for k, v in _final_state(tmp_path / "b").items() if k.startswith("G_ema.")}
+    assert all(torch.equal(G4.state_dict()[k], v) for k, v in ema4.items()) and not G4.training
+    with pytest.raises(ValueError, match="no checkpoint"):
+        checkpoint_generator(tmp_path / "none", CFG)
     calls: list[int] = []
     resumed = _run(tmp_path / "b", calls=calls)
     assert calls == [4]
@@ -87,6 +94,8 @@ def test_resume_is_bit_exact(tmp_path: Path):
     assert len(list((tmp_path / "a").glob("checkpoint-*.safetensors"))) == 1
     G = load_generator(full)
     assert G(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    G6, _ = checkpoint_generator(tmp_path / "a", CFG)  # the last checkpoint is the final step: the same G_ema
+    assert all(torch.equal(G6.state_dict()[k], v) for k, v in G.state_dict().items())
     assert _run(tmp_path / "a") == full  # a finished stage returns at once
 
 

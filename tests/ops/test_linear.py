@@ -142,12 +142,19 @@ def test_monotone_knots_pool_violators_and_stop_where_the_response_turns_back():
     from facedis_aug.ops.linear import monotone_knots
 
     s = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0]
-    y = [-9.0, -10.0, -6.0, 0.0, 5.0, 4.0, 12.0, 11.0]  # two dips (pooled) and a turn back at the end (cut)
+    y = [-9.0, -10.0, -6.0, 0.0, 5.0, 4.0, 12.0, 11.0]  # a turn back at each end (cut) and a dip (pooled)
     ks, kv = monotone_knots(s, y, centre=0.2, increasing=True)
-    # the pooled pairs are flat, so the walk from the knot nearest the centre stops at them
-    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([-9.5, -6.0, 0.0, 4.5])
+    # the pooled pair is flat, so the walk from the knot nearest the centre stops at it; -10 is the reading at -2
+    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([-10.0, -6.0, 0.0, 4.5])
     ks, kv = monotone_knots(s, [-v for v in y], centre=0.0, increasing=False)  # a falling response alike
-    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([9.5, 6.0, 0.0, -4.5])
+    assert ks == [-2.0, -1.0, 0.0, 1.0] and kv == pytest.approx([10.0, 6.0, 0.0, -4.5])
+    # a long tail that turns back far out is cut at the extreme, not pooled into the near side (the v17 bundle's
+    # view-head readings along v_yaw, directions.json; pooled they gave one flat knot of -5.27 at s = -0.33)
+    s17 = [-9.3323 + k for k in range(21)]
+    y17 = [4.572, 1.389, -2.177, -5.781, -8.317, -9.584, -9.669, -8.98, -7.751, -6.414, -3.228, 5.225, 15.654, 22.006,
+           26.508, 29.151, 29.846, 29.74, 29.487, 29.182, 28.771]
+    ks, kv = monotone_knots(s17, y17, centre=0.6677, increasing=True)
+    assert ks == pytest.approx(s17[6:17]) and kv == pytest.approx(y17[6:17])
     with pytest.raises(ValueError, match="do not rise"):
         monotone_knots([0.0, 1.0, 2.0], [1.0, 1.0, 1.0], centre=1.0, increasing=True)
     with pytest.raises(ValueError, match="ascending"):
