@@ -63,6 +63,8 @@ decompose settings (recipes/tiny.yaml unless --recipe), changing only the switch
                                      the tiny recipe now, at --steps 4500
     world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-decay  the same with the learning rate falling linearly
                                      over the last third of the steps (decompose.lr_decay 1/3)
+    world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-erase  the same (no decay) with half the view head's
+                                     inputs partly erased (decompose.view_erase 0.5)
     gan-mutual-recipe, gan-aug-recipe  gan-mutual / gan-aug (the paper's arms, random partners) with the tiny
                                      recipe's image model now (face-sized layer, ring 1.1, head surface after a
                                      depth-surface warm-up of 2/3 of --steps, best of 3 starts)
@@ -215,6 +217,10 @@ ARMS: dict[str, dict[str, Any]] = {
     # 9000-step decomposer read small world turns to scale (slope 1.00 vs 0.84-0.92 at 4500): a settled optimum sooner?
     "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-decay": recipe_variant(ssim_weight=10.0, view_cycle_range=(20.0, 90.0),
                                                                                 lr_decay=1 / 3),
+    # + a random rectangle of half the view head's inputs filled with the mean colour (decompose.view_erase): the view
+    # head reads the hair (bald world faces: slope 0.36 against 0.68, contrast_scale_v17.md); made to read the rest too
+    "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-erase": recipe_variant(ssim_weight=10.0, view_cycle_range=(20.0, 90.0),
+                                                                                view_erase=0.5),
     # the paper's arms (generator samples, random mutual partners) with the tiny recipe's image model now
     "gan-mutual-recipe": {"data": "gan", "mutual": True, "yaw_aug": False, "warmup_share": 2 / 3, "cfg": HEAD_R3},
     "gan-aug-recipe": {"data": "gan", "mutual": True, "yaw_aug": True, "warmup_share": 2 / 3, "cfg": HEAD_R3},
@@ -263,7 +269,7 @@ VARIANTS = {"gan-aug-unsup3d", "mixed-aug", "mixed-aug-warm", "mixed-aug-warm-lg
             "world-pairs-face-ring11-head-warm-r3-ssim3", "world-pairs-face-ring11-head-warm-r3-ssim10",
             "world-pairs-face-ring11-head-warm-r3-ssim5", "world-pairs-face-ring11-head-warm-r3-ssim20",
             "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90", "gan-aug-recipe-ssim10-cycle90",
-            "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-decay"}
+            "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-decay", "world-pairs-face-ring11-head-warm-r3-ssim10-cycle90-erase"}
 COLUMNS = ["arm", "seeds", "train data", "mutual", "yaw aug", "steps", "s/step", "yaw MAE", "yaw MAE |yaw|>45", "pitch MAE",
            "yaw r", "yaw slope", "r |yaw|<=60", "slope |yaw|<=60", "slope |yaw|<=30", "slope |yaw|<=15", "SIDE", "MAD deg",
            "PSNR dB", "albedo spread"]
@@ -308,7 +314,8 @@ def arm_data(recipe: Any, arm: str) -> Any:
 # cache key at that value, so that earlier arms keep their hash
 LATER_SETTINGS = {"light_colour": "rgb", "mutual_confidence": None, "aug_start": 0, "light_gauge": 0.0,
                   "map_cycle": 0.0, "identity_pairs": False, "surface_warmup": 0,
-                  "restarts": 1, "restart_steps": 300, "view_cycle_light": "own", "ssim_weight": 0.0, "lr_decay": 0.0}
+                  "restarts": 1, "restart_steps": 300, "view_cycle_light": "own", "ssim_weight": 0.0, "lr_decay": 0.0,
+                  "view_erase": 0.0}
 
 
 def stable_settings(cfg: Any, later: dict[str, Any]) -> dict[str, Any]:

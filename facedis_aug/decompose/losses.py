@@ -285,6 +285,20 @@ def map_cycle_loss(model: Decomposer, image: Tensor, d: Decomposition) -> Tensor
     return loss
 
 
+def erase_random(images: Tensor, share: float, gen: Optional[torch.Generator] = None) -> Tensor:
+    """images [B, C, S, S] with, in each image with probability `share`, one random rectangle (each side a quarter to
+    a half of the image's, anywhere inside it) filled with that image's mean colour; the others unchanged."""
+    b, _, s, _ = images.shape
+    u = torch.rand(b, 5, generator=gen).to(images.device)
+    h, w = (s * (0.25 + 0.25 * u[:, 0])).long(), (s * (0.25 + 0.25 * u[:, 1])).long()
+    top, left = ((s - h) * u[:, 2]).long(), ((s - w) * u[:, 3]).long()
+    i = torch.arange(s, device=images.device)
+    rows = (i[None] >= top[:, None]) & (i[None] < (top + h)[:, None])  # [B, S]
+    cols = (i[None] >= left[:, None]) & (i[None] < (left + w)[:, None])
+    inside = rows[:, :, None] & cols[:, None, :] & (u[:, 4] < share)[:, None, None]
+    return torch.where(inside[:, None], images.mean((2, 3), keepdim=True), images)
+
+
 def decomposition_loss(
     cfg: DecomposeConfig,
     model: Decomposer,
@@ -293,7 +307,7 @@ def decomposition_loss(
     perceptual: Optional[PerceptualLoss] = None,
 ) -> StepOutput:
     """Full stage-2 objective on a batch images [B, 3, S, S] in [-1, 1] (see the module doc)."""
-    d = model(images)
+    d = model(images, view_input=erase_random(images, cfg.view_erase) if cfg.view_erase > 0 else None)
     terms: dict[str, float] = {}
     own, rendered = _reconstruction_loss(cfg, renderer, images, d.albedo, d.depth, d, d.conf, d.conf_perc,
                                          perceptual, terms, "")

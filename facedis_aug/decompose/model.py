@@ -291,15 +291,19 @@ class Decomposer(nn.Module):
         ring = self.background_ring.expand(images.shape[0], 1, *self.background_ring.shape)
         return smooth_fill(images, ring)
 
-    def forward(self, images: Tensor) -> Decomposition:
+    def forward(self, images: Tensor, view_input: Optional[Tensor] = None) -> Decomposition:
+        """images [B, 3, S, S] in [-1, 1] -> their decomposition; `view_input` (same shape): what the view head reads
+        instead of the images (training with decompose.view_erase), everything else reads the images."""
         self._check(images)
+        if view_input is not None and view_input.shape != images.shape:
+            raise ValueError(f"view_input must be shaped like images {tuple(images.shape)}, got {tuple(view_input.shape)}")
         conf, conf_perc = self._sigma(self.net_conf, images)
         shape, albedo = self.net_depth(images), self.net_albedo(images)
         if self.cfg.symmetric:
             shape, albedo = (shape + shape.flip(3)) / 2, (albedo + albedo.flip(3)) / 2
         layered = self.cfg.layers
         return Decomposition(
-            view=self.view_from_raw(self.net_view(images)),
+            view=self.view_from_raw(self.net_view(images if view_input is None else view_input)),
             light=self.light_from_raw(self.net_light(images)),
             albedo=torch.tanh(albedo),
             depth=self.depth_from_raw(shape[:, 0]),

@@ -739,3 +739,37 @@ def test_lr_decay_sets_each_steps_learning_rate_and_resumes_on_the_same_schedule
     seen.clear()
     train_decomposer(cfg, plain, tmp_path / "b", seed=1)
     assert seen == pytest.approx(want[4:])
+
+
+def test_erase_random_fills_one_rectangle_per_chosen_image_with_its_mean_colour():
+    from facedis_aug.decompose.losses import erase_random
+
+    x = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = erase_random(x, 0.5, torch.Generator().manual_seed(1))
+    changed = (out != x).any(1)  # [B, S, S]
+    hit = changed.flatten(1).any(1)
+    assert 20 <= int(hit.sum()) <= 44  # about half of 64
+    for i in torch.nonzero(hit).flatten().tolist():
+        rows, cols = changed[i].any(1), changed[i].any(0)
+        h, w = int(rows.sum()), int(cols.sum())
+        assert 4 <= h <= 8 and 4 <= w <= 8  # a quarter to a half of the side
+        assert changed[i].sum() == h * w  # one filled rectangle
+        torch.testing.assert_close(out[i][:, changed[i]], x[i].mean((1, 2))[:, None].expand(3, h * w))
+    assert torch.equal(erase_random(x, 0.0), x)
+    with pytest.raises(ValueError, match="view_erase"):
+        _cfg(view_erase=2.0)
+
+
+def test_view_erase_feeds_only_the_view_head_an_erased_image():
+    torch.manual_seed(0)
+    model = Decomposer(_cfg(zero_init_heads=False)).eval()  # a zero-initialised view head would read nothing
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    erased = x.clone()
+    erased[:, :, 8:20, 8:20] = 0.0
+    a, b = model(x), model(x, view_input=erased)
+    torch.testing.assert_close(a.albedo, b.albedo)
+    torch.testing.assert_close(a.light, b.light)
+    torch.testing.assert_close(b.view, model(erased).view)
+    assert not torch.allclose(a.view, b.view)  # the view head did read the erased image
+    with pytest.raises(ValueError, match="view_input"):
+        model(x, view_input=x[:, :, :16])
