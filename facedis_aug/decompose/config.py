@@ -231,16 +231,19 @@ class DecomposeConfig(DecomposerConfig):
     # answered frontal for every face (slope 0, decompose_cycle03.md), at 1 the canonical frame turned
     # away from the camera (slope 0.012, decompose_cycle.md), so 0.1 sits near a cliff.
     view_cycle: float = 0.0
-    # ours: during training, the share of images whose view-head input has a random rectangle (each side a quarter to
-    # a half of the image's) filled with the image's mean colour; the maps, the light and the target see the whole
-    # image. On bald world faces the main job's view head reads turns at half their size (slope 0.36 against 0.68
-    # with hair; the regressor 1.00 on both, contrast_scale_v17.md): it reads the hair; this makes it read what is left
-    view_erase: float = 0.0
     view_cycle_range: tuple[float, float] = (20.0, 60.0)  # (pitch, yaw) half-ranges in degrees
     # the light the view cycle renders under: "own" (the face's) or "next" (the next face's in the batch), so that
     # the view head must read the same view under another light (ours): the tiny recipe's view head read a true
     # yaw of 30 as 24.0 lit from the left and 17.6 from the right (benchmarks/results/view_light_tiny_s1.md)
     view_cycle_light: Literal["own", "next"] = "own"
+    # ours: during training, the share of images whose view-head input has a random rectangle (each side a quarter to
+    # a half of the image's) filled with the image's mean colour; the maps, the light and the target see the whole
+    # image. On bald world faces the main job's view head reads turns at half their size (slope 0.36 against 0.68
+    # with hair; the regressor 1.00 on both, contrast_scale_v17.md): it reads the hair; this makes it read what is left.
+    # The tiny recipe's arm at 0.5, world images, 4500 steps, 3 seeds: slope 0.703 vs 0.710, within |yaw| 30 0.885 vs
+    # 0.872 (decompose_erase_seeds.md); bald faces 0.48 / 0.39 vs 0.41 / 0.41 (seeds 0 / 1); in v17's bundle the regressor
+    # keeps [-6.1, 0] / [-3.0, 0] vs [-6.6, +6.5] / [-2.4, +6.0] (table2_tiny_v17_erase*.md): not used
+    view_erase: float = 0.0
     # map cycle (ours): the same renders of the model's own face layer at known views must decompose back to
     # the maps they were drawn from (L1 on albedo, depth in units of depth_residual, opacity; only the albedo
     # and depth nets get its gradient), so that a canonical map cannot follow the view. 0 turns it off. Taught
