@@ -51,15 +51,10 @@ def read_yaw(model, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
     return torch.cat([model.estimate_view(x[i:i + batch])["yaw"] for i in range(0, x.shape[0], batch)])
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--decomposers", nargs="+", required=True, help="NAME=PATH of decomposer.safetensors files")
-    ap.add_argument("--runs", nargs="*", default=[], help="run folders whose generated faces' sharpness to report")
-    ap.add_argument("--images", type=int, default=512)
-    ap.add_argument("--name", default="blur_scale")
-    args = ap.parse_args(argv)
+def named_decomposers(items: list[str]) -> tuple[dict[str, torch.nn.Module], int]:
+    """({name: decomposer in eval mode}, their common input side) from NAME=PATH arguments; one-line exit otherwise."""
     models = {}
-    for item in args.decomposers:
+    for item in items:
         name, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"--decomposers takes NAME=PATH, got {item!r}")
@@ -67,7 +62,17 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {m.cfg.image_size for m in models.values()}
     if len(sizes) != 1:
         raise SystemExit(f"the decomposers read different sizes {sorted(sizes)}: give ones of one size")
-    size = sizes.pop()
+    return models, sizes.pop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--decomposers", nargs="+", required=True, help="NAME=PATH of decomposer.safetensors files")
+    ap.add_argument("--runs", nargs="*", default=[], help="run folders whose generated faces' sharpness to report")
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--name", default="blur_scale")
+    args = ap.parse_args(argv)
+    models, size = named_decomposers(args.decomposers)
     ev = eval_set(args.images, resolution=size, size=size)
     small = ev["yaw"].abs() <= 30
     rows = []

@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from benchmarks.bench_blur_scale import read_yaw
+from benchmarks.bench_blur_scale import named_decomposers, read_yaw
 from benchmarks.bench_world_ablation import world_without
 from benchmarks.common import write_results
 from benchmarks.decompose_eval import _slope as slope  # least-squares slope of predicted on true yaw
@@ -63,8 +63,6 @@ def edited_contrast(bundle_path: str, n: int = 256, seed: int = 7) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from facedis_aug.decompose.model import load_decomposer
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decomposers", nargs="+", required=True, help="NAME=PATH of decomposer.safetensors files")
     ap.add_argument("--bundles", nargs="*", default=[], help="NAME=BUNDLE folders whose v_yaw edits' contrast to report")
@@ -72,16 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--name", default="contrast_scale")
     args = ap.parse_args(argv)
-    models = {}
-    for item in args.decomposers:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--decomposers takes NAME=PATH, got {item!r}")
-        models[name] = load_decomposer(path).eval()
-    sizes = {m.cfg.image_size for m in models.values()}
-    if len(sizes) != 1:
-        raise SystemExit(f"the decomposers read different sizes {sorted(sizes)}: give ones of one size")
-    size = sizes.pop()
+    models, size = named_decomposers(args.decomposers)
     reg_path = args.regressor or get_or_train(32)
     regressor = load_pose_regressor(reg_path)
     ev = eval_set(args.images, resolution=size, size=size)
