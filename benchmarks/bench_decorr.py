@@ -146,12 +146,13 @@ def pose_coverage(run: Path, recipe: Recipe, samples: int) -> dict[str, Any]:
         return read_json(cache)
     from benchmarks.bench_gan_pose import coverage, data_pose, generated_pose
     from benchmarks.pose_regressor import get_or_train, load_pose_regressor
+    from facedis_aug.gan.networks import load_generator
 
     syn = recipe.data.synthetic
     regressor = load_pose_regressor(get_or_train(recipe.gan.resolution, world_seed=syn.seed,
                                                  num_identities=syn.num_identities))
     data, _ = data_pose(recipe, regressor, samples)
-    res = coverage(generated_pose(run / "gan.safetensors", regressor, samples), data)
+    res = coverage(generated_pose(load_generator(run / "gan.safetensors"), regressor, samples), data)
     write_json(cache, res)
     return res
 
