@@ -174,7 +174,7 @@ def monotone_knots(s: Any, values: Any, centre: float, increasing: bool) -> tupl
             (m1, w1, n1), (m2, w2, n2) = blocks[-2], blocks[-1]
             blocks[-2:] = [[(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2]]
     fit = np.concatenate([np.full(n, m) for m, _, n in blocks])
-    c = int(np.argmin(np.abs(x - centre)))
+    c -= first  # the knot nearest the centre, in the cut readings
     step = 1e-5 * max(1.0, float(np.abs(fit).max()))  # a smaller step counts as flat (knots are stored to 6 decimals)
     lo = c
     while lo > 0 and fit[lo] - fit[lo - 1] > step:
